@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import sys
@@ -72,6 +73,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N of each (default: the full sets)")
     parser.add_argument("--out", type=Path, default=Path("runs/baseline"))
     args = parser.parse_args()
+    # iteralign's progress lines (a line per tenth of each stage) go through logging; quiet the rest
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("iteralign").setLevel(logging.INFO)
     config = load_config(args.config)
     wanted = {b.strip() for b in args.benchmarks.split(",") if b.strip()}
     unknown = wanted - set(BENCHMARKS)
