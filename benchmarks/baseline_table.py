@@ -56,13 +56,15 @@ def table(documents: list[dict]) -> str:
             unscored = metrics.get("unscored", {}).get("value", 0)
             seconds = f"{document['seconds']:.0f}" + (" (with mc2)" if name == "truthfulqa_mc1" and
                                                       "truthfulqa_mc2" in document["benchmarks"] else "")
+            protocol, unscored = f"`{result['protocol']}`", str(int(unscored))
             for metric in metrics.values():
                 if metric["name"] == "unscored":
                     continue
-                lines.append(f"| {name} | `{result['protocol']}` | {metric['name']} | {metric['value']:.3f} | "
+                lines.append(f"| {name} | {protocol} | {metric['name']} | {metric['value']:.3f} | "
                              f"{metric['ci_low']:.3f}-{metric['ci_high']:.3f} ({metric['interval']}) | "
-                             f"{metric['n']} | {int(unscored)} | {seconds} |")
-                name, seconds = "", ""  # the benchmark's other metrics share its name and time
+                             f"{metric['n']} | {unscored} | {seconds} |")
+                # the benchmark's other metrics share its name, protocol, unscored count and time
+                name = protocol = unscored = seconds = ""
     return "\n".join(lines)
 
 
