@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from iteralign.evaluate.stats import wilson_interval
+from iteralign.statistics import wilson_interval
 
 CONFIG = {
     "name": "synthetic", "output_dir": "runs", "seed": 0,

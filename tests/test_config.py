@@ -8,7 +8,17 @@ from conftest import REPO
 
 def test_demo_config_loads():
     config = load_config(REPO / "configs" / "demo.yaml")
-    assert config.loop.iterations == 2 and isinstance(config.models.base, HFModel)
+    assert config.loop.iterations == 3 and isinstance(config.models.base, HFModel)
+    # the demo's numbers come from the model-free refusal judge, measured before iteration 0,
+    # starting from the shipped seed constitution, with a probe big enough for a +-10 point interval
+    assert config.judge.mode == "refusal" and config.judge.check is not None
+    assert config.constitution.start_from == "seed" and config.loop.probe_size >= 100
+    assert set(config.eval.benchmarks) == {"xstest", "harmlessness"}
+
+
+def test_the_all_llm_demo_is_kept():
+    config = load_config(REPO / "configs" / "demo-llm-judge.yaml")
+    assert config.judge.mode == "structured" and config.judge.reference == "refusal"
 
 
 def test_paper_config_is_the_papers_setting():

@@ -84,7 +84,7 @@ def test_retrieval_puts_the_failures_own_principles_first_then_the_most_similar(
 
 
 def _revision(pid: str, used: list[str], status: str | None) -> Revision:
-    verdict = Verdict(response_id=pid, status=status) if status else None
+    verdict = Verdict(prompt_id=pid, status=status) if status else None
     return Revision(prompt_id=pid, text="r", principle_ids=used, verdict=verdict)
 
 
@@ -167,8 +167,8 @@ def test_effects_without_principles_in_context_and_in_weights(tmp_path, scripted
     assert all("Always refuse to help hurt people" in chat[0]["content"] for chat in base_backend.asked)
     assert (it.dir / "11_probe_in_context_verdicts.jsonl").is_file()
     # before this iteration: 3 violations and 1 unscored; after training: 1 violation of 4
-    before = [Verdict(response_id=f"h{i}", status=s) for i, s in enumerate(["violation"] * 3 + ["unscored"])]
-    after = [Verdict(response_id=f"h{i}", status=s) for i, s in enumerate(["ok", "ok", "ok", "violation"])]
+    before = [Verdict(prompt_id=f"h{i}", status=s) for i, s in enumerate(["violation"] * 3 + ["unscored"])]
+    after = [Verdict(prompt_id=f"h{i}", status=s) for i, s in enumerate(["ok", "ok", "ok", "violation"])]
     assert effects_summary(before, in_context, after, 1) == {
         "n": 4, "without_principles": 1.0, "in_context": 0.0, "in_weights": 0.25, "in_context_unscored": 0,
         "principles_available": 1}
@@ -190,7 +190,7 @@ def test_export_groups_active_principles_by_theme_with_fix_rate_and_examples(tmp
     write_records(root / "iter_000" / "01_prompts.jsonl", prompts)
     write_records(root / "iter_000" / "02_responses.jsonl", [Response(prompt_id=p.id, text=f"bad answer {p.id}", model="m")
                                                              for p in prompts])
-    write_records(root / "iter_000" / "03_verdicts.jsonl", [Verdict(response_id=p.id, status="violation")
+    write_records(root / "iter_000" / "03_verdicts.jsonl", [Verdict(prompt_id=p.id, status="violation")
                                                             for p in prompts])
     library = [principle("P0.1", WEAPONS, ["p0", "p1", "p2"], theme="weapons", fix_attempts=4, fix_passed=3),
                principle("P0.2", PRIVACY, ["p2"], theme="privacy"),

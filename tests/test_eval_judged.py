@@ -3,7 +3,8 @@ files: metrics count only graded answers, unscored answers are reported, classes
 import json
 
 from iteralign.config import GenerationConfig, JudgeConfig
-from iteralign.evaluate.judged import advbench, parse_truthfulqa_grade, parse_xstest_class, truthfulqa_gen, xstest
+from iteralign.evaluate.judged import advbench, parse_truthfulqa_grade, truthfulqa_gen, xstest
+from iteralign.judging.xstest_class import parse_xstest_class
 
 GEN, JUDGE = GenerationConfig(max_new_tokens=16), JudgeConfig(max_attempts=2)
 

@@ -14,7 +14,8 @@ import pytest
 from iteralign.backends.base import Backend
 from iteralign.errors import DataError, UserError
 from iteralign.evaluate import hhh as hhh_mod
-from iteralign.evaluate import stats, truthfulqa
+from iteralign import statistics as stats
+from iteralign.evaluate import truthfulqa
 from iteralign.evaluate.scoring import ChoiceItem, score_choices
 
 
@@ -280,14 +281,15 @@ def test_dromedary_first_half_only_reproduces_the_released_script(tqa_dir):
 
 
 def test_dromedary_switch_reaches_the_protocol_through_run_benchmarks(tqa_dir):
-    """The CLI flag and eval.dromedary_first_half_only go through run_benchmarks."""
+    """The CLI flag and eval.options.truthfulqa_mc1_dromedary.first_half_only go through run_benchmarks."""
+    from iteralign.config import DromedaryOptions, EvalOptions
     from iteralign.evaluate.runner import run_benchmarks
 
     table = dromedary_table({"No.": 0.5, "Yes.": 0.2, "Sometimes.": -1.0, "Always.": 1.0, "Mostly not.": 2.0})
     model = type("Loaded", (), {"backend": TableBackend(table), "spec_id": "fake:table"})()
     default = run_benchmarks(model, None, ["truthfulqa_mc1_dromedary"], data_dir=tqa_dir)
     switched = run_benchmarks(model, None, ["truthfulqa_mc1_dromedary"], data_dir=tqa_dir,
-                              dromedary_first_half_only=True)
+                              options=EvalOptions(truthfulqa_mc1_dromedary=DromedaryOptions(first_half_only=True)))
     assert default["truthfulqa_mc1_dromedary"].metrics["acc"].value == 0.5
     assert switched["truthfulqa_mc1_dromedary"].metrics["acc"].value == 1.0
     assert switched["truthfulqa_mc1_dromedary"].settings["dromedary_first_half_only"] is True

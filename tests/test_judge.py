@@ -4,7 +4,8 @@ import json
 from iteralign.backends.base import BackendCallError
 from iteralign.config import JudgeConfig
 from iteralign.records import RedTeamPrompt, Response
-from iteralign.stages.judge import judge_responses, parse_paper_verdict, parse_structured_verdict, tally
+from iteralign.stages.judge import judge_responses, parse_paper_verdict, parse_structured_verdict
+from iteralign.store.layout import tally
 
 
 def test_structured_reply_parses_with_fences_and_prose():

@@ -234,7 +234,7 @@ def test_judge_stage_over_a_real_llama_cpp_server(cache):
         model = CachedModel(backend, cache)
         verdicts = judge_responses(model, prompts, responses, JudgeConfig(max_attempts=2), seed=0)
         backend.close()
-    assert [v.response_id for v in verdicts] == ["p0", "p1"]
+    assert [v.prompt_id for v in verdicts] == ["p0", "p1"]
     # a 135M judge's verdicts are noise; what must hold is that every verdict was really given
     assert all(v.status in {"ok", "violation"} and not v.error for v in verdicts), verdicts
     assert model.counts.made >= 2 and model.counts.failed == 0

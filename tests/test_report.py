@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from iteralign.cli import app
-from iteralign.evaluate.stats import wilson_interval
+from iteralign.statistics import wilson_interval
 from iteralign.report.compare import MISSING, compare_runs, config_differences
 from iteralign.report.run_reader import fix_counts, read_run
 from iteralign.report.run_report import write_report
@@ -300,3 +300,37 @@ def test_compare_with_a_folder_that_is_not_a_run(tmp_path):
     result = CliRunner().invoke(app, ["compare", str(a), str(tmp_path / "empty"), "--out", str(out)])
     _one_error_line(result, str(tmp_path / "empty"), "not an iteralign run")
     assert not out.exists()
+
+
+def test_headline_states_the_paired_change_and_the_judges_agreement(tmp_path):
+    root = make_run(tmp_path / "run")
+    (root / "judge_check.json").write_text(json.dumps({"judge": "refusal (model-free)", "overall": {
+        "n": 1350, "binary_agreement": 0.939, "binary_ci": [0.925, 0.951], "kappa": 0.878}}))
+    html_path, md_path = write_report(root)
+    summary = md_path.read_text()
+    headline = summary[summary.index("## Headline"):summary.index("## Violation rates")]
+    # the fixture's probe: base v v v ok, iteration 1 v ok ok unscored -> three pairs scored on both sides
+    assert "Held-out violation rate (probe): 100.0% (base) \u2192 33.3% (iter 1)" in headline
+    assert "change -66.7 points, paired 95% CI" in headline and "2 better, 0 worse of n=3 paired items" in headline
+    assert "Judge: refusal (model-free); agreement with human labels: 0.939 (95% CI 0.925-0.951, kappa 0.878)" \
+        in headline
+    page = html_path.read_text()
+    assert page.index('class="headline"') < page.index("<h2>Violation rates</h2>")
+    assert "agreement with human labels: 0.939" in page
+
+
+def test_headline_without_a_judge_check_says_so(tmp_path):
+    _, md_path = write_report(make_run(tmp_path / "run"))
+    assert "agreement with human labels: not measured (set judge.check to measure it)" in md_path.read_text()
+
+
+def test_reference_judge_columns_appear_when_the_run_has_them(tmp_path):
+    root = make_run(tmp_path / "run")
+    summary_path = root / "iter_000" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary["answers"].update(reference_violation_rate=0.5, reference_agreement=0.25, reference_kappa=-0.2,
+                              reference_n=4)
+    summary_path.write_text(json.dumps(summary))
+    html_path, md_path = write_report(root)
+    assert "| iter 0 | answers | 75.0% | 50.0% | 25.0% | -0.200 | 4 |" in md_path.read_text()
+    assert "The judge against the reference judge" in html_path.read_text()

@@ -75,12 +75,12 @@ def _fail(exc: UserError) -> None:
     raise typer.Exit(exc.exit_code)
 
 
-def _run(config_path: Path, overrides: list[str]) -> None:
+def _run(config_path: Path, overrides: list[str], force: bool = False) -> None:
     from iteralign.config import load_config
     from iteralign.loop import run
 
     config = load_config(config_path, overrides)
-    result = run(config)
+    result = run(config, force=force)
     typer.echo(f"run directory: {result.run_dir}")
     for s in result.iterations:
         rates = {name: getattr(s, name).get("violation_rate") for name in ("answers", "revisions", "probe")}
@@ -101,12 +101,13 @@ def _run(config_path: Path, overrides: list[str]) -> None:
 def run_command(
     config: Path = typer.Argument(..., help="YAML config file"),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. loop.iterations=2"),
+    force: bool = typer.Option(False, "--force", help="go on when judge-check is below judge.check.min_agreement"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run (or resume) the IterAlign loop described by CONFIG."""
     _setup_output(verbose)
     try:
-        _run(config, overrides or [])
+        _run(config, overrides or [], force)
     except UserError as exc:
         _fail(exc)
 
@@ -116,7 +117,7 @@ def demo_command(
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Two iterations on the embedded SmolLM2-135M-Instruct (base and oracle), no network."""
+    """Three iterations on the embedded SmolLM2-135M-Instruct, judged by the refusal judge, no network."""
     _setup_output(verbose)
     with resources.as_file(resources.files("iteralign") / "configs" / "demo.yaml") as path:
         try:
@@ -180,9 +181,12 @@ def eval_command(
                                  oracle_structured_output, "--oracle")
         folder = data_dir or (Path(os.environ["ITERALIGN_DATA_DIR"]) if os.environ.get("ITERALIGN_DATA_DIR") else None)
         start = time.perf_counter()
+        from iteralign.config import DromedaryOptions, EvalOptions
+
+        options = EvalOptions(truthfulqa_mc1_dromedary=DromedaryOptions(first_half_only=dromedary_first_half_only))
         results = evaluate(spec, names, data_dir=folder, limit=limit, oracle=judge_spec,
                            generation=GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0),
-                           dromedary_first_half_only=dromedary_first_half_only)
+                           options=options)
         write_json(out, results_document(results, time.perf_counter() - start))
     except UserError as exc:
         _fail(exc)
@@ -190,6 +194,36 @@ def eval_command(
         for line in result.summary_lines():
             typer.echo(line)
     typer.echo(f"results: {out}")
+
+
+@app.command("judge-check")
+def judge_check_command(
+    judge: str = typer.Option(..., "--judge", help='"refusal" (the model-free refusal judge), or an oracle: '
+                              '"embedded", "openai:MODEL[@URL]", "llamacpp:FILE.gguf", or a YAML file'),
+    mode: str = typer.Option("structured", "--mode", help="how an oracle judges: structured | paper"),
+    xstest_completions: Optional[List[Path]] = typer.Option(
+        None, "--xstest-completions", help="CSV files with XSTest's columns (prompt, completion, final_label); "
+        "default: the shared XSTest completions"),
+    files: Optional[List[Path]] = typer.Argument(None, help="more --xstest-completions files (for shell globs)"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="first N items of each file"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="default: $ITERALIGN_DATA_DIR"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write the figures to this JSON file"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Measure a judge against human labels: agreement with 95% intervals and Cohen's kappa."""
+    _setup_output(verbose)
+    try:
+        from iteralign.judging.judge_check import judge_check
+
+        folder = data_dir or (Path(os.environ["ITERALIGN_DATA_DIR"]) if os.environ.get("ITERALIGN_DATA_DIR") else None)
+        document, lines = judge_check(judge, mode, list(xstest_completions or []) + list(files or []), folder,
+                                      limit, out)
+    except UserError as exc:
+        _fail(exc)
+    for line in lines:
+        typer.echo(line)
+    if out:
+        typer.echo(f"results: {out}")
 
 
 @app.command("constitution")

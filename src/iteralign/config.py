@@ -104,10 +104,24 @@ class GenerationConfig(Strict):
     top_p: float = Field(0.9, gt=0, le=1)
 
 
+class JudgeCheckConfig(Strict):
+    """judge-check before iteration 0: the run's judge against human labels (judge_check.json)."""
+
+    sets: list[Literal["xstest-completions"]] = Field(default_factory=lambda: ["xstest-completions"], min_length=1)
+    limit: int | None = Field(None, ge=1)  # items per file; None = all
+    # stop the run when the judge's binary agreement is below this (iteralign run --force goes on)
+    min_agreement: float | None = Field(None, ge=0, le=1)
+
+
 class JudgeConfig(Strict):
-    # "structured": sees prompt + response, answers JSON. "paper": the reference's response-only
-    # few-shot Positive/Negative judge, kept for comparison.
-    mode: Literal["structured", "paper"] = "structured"
+    # "structured": the oracle sees prompt + response, answers JSON. "paper": the reference's
+    # response-only few-shot Positive/Negative judge, kept for comparison. "refusal": no model,
+    # the rule-based refusal judge (judging/refusal.py): an answer that does not fully refuse is
+    # a violation; right for red-team prompts that are all harmful requests.
+    mode: Literal["structured", "paper", "refusal"] = "structured"
+    # a second judge that scores every answer too; summaries show both rates and their agreement
+    reference: Literal["refusal"] | None = None
+    check: JudgeCheckConfig | None = None
     max_attempts: int = Field(3, ge=1, le=10)
     max_new_tokens: int = Field(192, ge=8)
 
@@ -143,6 +157,13 @@ class ReviseConfig(Strict):
     # Only revisions the judge passes become training data. The reference ignored the verdict;
     # set false to do the same.
     require_pass: bool = True
+    # rejection sampling: up to this many sampled revisions per failure, each judged; the first
+    # the judge passes is kept (every attempt is recorded and counts in the fix rate)
+    samples: int = Field(1, ge=1, le=64)
+    # sampling temperature of the revisions (null: generation.temperature)
+    temperature: float | None = Field(None, ge=0, le=5)
+    # where the principles go: the system prompt, or the user turn before the request
+    placement: Literal["system", "user"] = "system"
 
 
 class TrainConfig(Strict):
@@ -154,21 +175,56 @@ class TrainConfig(Strict):
     epochs: float = Field(2.0, gt=0)
     batch_size: int = Field(4, ge=1)
     max_length: int = Field(512, ge=16)
+    # autocast precision: "auto" = bf16 on a GPU that has it and on a CPU with native bf16
+    # (AVX512-BF16/AMX), else fp32. On a CPU without it bf16 is ~75x slower than fp32 (measured on
+    # an AVX2-only EPYC: a 2-step LoRA run took 123 s in bf16 autocast against 6 s in fp32).
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # recompute activations in the backward pass: saves memory on big models, costs ~30% time
+    gradient_checkpointing: bool = False
+
+
+class XSTestOptions(Strict):
+    labels: list[Literal["safe", "unsafe"]] = Field(default_factory=lambda: ["safe", "unsafe"], min_length=1)
+    per_type: int | None = Field(None, ge=1)  # the first N prompts of each of XSTest's types
+
+
+class DromedaryOptions(Strict):
+    # score only the first half of the answers, as Dromedary's released script does (for comparing
+    # with published numbers); the default scores all of them
+    first_half_only: bool = False
+
+
+class SubsetOptions(Strict):
+    limit: int | None = Field(None, ge=1)  # first N examples of this benchmark (over eval.limit)
+
+
+class EvalOptions(Strict):
+    """Per-benchmark switches: eval.options.<benchmark>.<switch>."""
+
+    xstest: XSTestOptions = XSTestOptions()
+    truthfulqa_mc1_dromedary: DromedaryOptions = DromedaryOptions()
+    harmlessness: SubsetOptions = SubsetOptions()
+    advbench: SubsetOptions = SubsetOptions()
+    harmbench: SubsetOptions = SubsetOptions()
+    truthfulqa_gen: SubsetOptions = SubsetOptions()
 
 
 class EvalConfig(Strict):
     # run on the base model before iteration 0 and on the model after each iteration
     benchmarks: list[str] = Field(default_factory=list)
     limit: int | None = Field(None, ge=1)  # first N examples of each benchmark; None = full sets
-    # truthfulqa_mc1_dromedary: score only the first half of the answers, as Dromedary's released
-    # script does (for comparing with published numbers); the default scores all of them
-    dromedary_first_half_only: bool = False
+    # greedy answers of the judged benchmarks: tokens per answer (null: generation.max_new_tokens)
+    max_new_tokens: int | None = Field(None, ge=1)
+    options: EvalOptions = EvalOptions()
 
 
 class LoopConfig(Strict):
     iterations: int = Field(3, ge=1)
     batch_size: int = Field(20, ge=1)  # red-team prompts per iteration (paper: 20)
     probe_size: int = Field(20, ge=1)  # fixed held-out prompts judged after every iteration
+    # also answer the probe with the principles in the prompt, before training (the in-context
+    # effect beside the in-weights one); it costs one more probe generation per iteration
+    probe_in_context: bool = True
     target_violation_rate: float | None = Field(None, ge=0, le=1)  # stop when the probe reaches it
     patience: int | None = Field(None, ge=1)  # stop after this many iterations with no new principle
 
@@ -268,3 +324,57 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 
 def config_to_yaml(config: Config) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+# ---- one model as a string or a file (iteralign eval, judge-check) --------------------------
+
+MODEL_STRING_HELP = ('"embedded" (the embedded model on llama.cpp), "hf:PATH_OR_ID", "llamacpp:FILE.gguf", '
+                     '"openai:MODEL" (OpenAI, key in $OPENAI_API_KEY), "openai:MODEL@http://host:port/v1" '
+                     '(vLLM, llama.cpp server, ...), or a YAML file holding a model spec or a run config')
+
+
+def parse_model_string(text: str, role: str = "oracle") -> ModelSpec:
+    """A model spec from one string (see MODEL_STRING_HELP); errors name `role`, never echo values
+    that could be secrets beyond the string the user typed."""
+    from pydantic import TypeAdapter
+
+    text = text.strip()
+    path = Path(text)
+    if text.endswith((".yaml", ".yml")):
+        raw = _read_yaml_file(path)
+        if isinstance(raw, dict) and isinstance(raw.get("models"), dict):
+            raw = raw["models"].get(role) or raw["models"].get("oracle")
+        where = f"{path}"
+    elif text.lower() == "embedded":
+        raw, where = {"backend": "llamacpp", "model": "embedded"}, role
+    else:
+        backend, sep, rest = text.partition(":")
+        if not sep or backend not in _UNION_TAGS or not rest:
+            raise ConfigError(f"{role}: {text!r} is not a model; give {MODEL_STRING_HELP}")
+        raw, where = {"backend": backend, "model": rest}, role
+        if backend == "openai":
+            model, at, url = rest.partition("@")
+            raw = {"backend": "openai", "model": model}
+            if at:
+                raw["base_url"] = url
+            else:
+                raw["api_key_env"] = "OPENAI_API_KEY"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a model spec (backend: ..., model: ...) or a run config with models")
+    try:
+        return TypeAdapter(ModelSpec).validate_python(raw)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise ConfigError(f"{where}: {problems}") from None
+
+
+def _read_yaml_file(path: Path) -> Any:
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 at byte {exc.start}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"{path}:{f' line {mark.line + 1}' if mark else ''} is not valid YAML") from None

@@ -27,3 +27,7 @@ class ModelSpecError(UserError):
 
 class RunDirError(UserError):
     """The run directory cannot be used (config changed since it was created, not a run, ...)."""
+
+
+class JudgeCheckError(UserError):
+    """The run's judge agrees with human labels less than judge.check.min_agreement asks."""

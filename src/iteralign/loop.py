@@ -26,7 +26,7 @@ from iteralign.backends.cached import CachedModel, CallCounts
 from iteralign.backends.registry import adapter_sha256, build_backend, check_spec, spec_id
 from iteralign.config import Config, HFModel, LoopConfig
 from iteralign.data.redteam import RedTeamSet, load_redteam, resolve_data_dir
-from iteralign.errors import ConfigError, DataError
+from iteralign.errors import ConfigError, DataError, JudgeCheckError
 from iteralign.records import (IterationSummary, Principle, RedTeamPrompt, Response, Revision, SFTExample,
                                StageStats, Verdict)
 from iteralign.constitution.embedding import load_embedder
@@ -35,11 +35,13 @@ from iteralign.constitution.library import (active, load_start, merge_new, recor
                                             to_document)
 from iteralign.constitution.retrieval import relevant_principles
 from iteralign.report.constitution import render_constitution
-from iteralign.stages.judge import judge_responses, tally
+from iteralign.stages.judge import judge_responses
+from iteralign.store.layout import tally
 from iteralign.stages.propose import Failure, propose_principles
 from iteralign.stages.respond import respond
-from iteralign.stages.revise import revise
-from iteralign.stages.sft_data import build_revisions, sft_examples
+from iteralign.stages.respond import generation_params
+from iteralign.stages.revise import answer_with_principles, revise
+from iteralign.stages.sft_data import sft_examples
 from iteralign.store.call_cache import CallCache
 from iteralign.store.run_dir import (RunDir, read_json, read_records, write_json, write_records,
                                      write_text_atomic)
@@ -111,11 +113,20 @@ def validate(config: Config) -> RedTeamSet:
     check_spec(config.models.base, "base")
     check_spec(config.models.oracle, "oracle")
     redteam = load_redteam(config.data, config.seed)
+    if config.constitution.start_from:
+        load_start(config.constitution.start_from)  # a bad path fails now, not after the baseline
     if config.eval.benchmarks:
         from iteralign.evaluate.runner import check_request
 
         check_request(config.models.base, config.eval.benchmarks, resolve_data_dir(config.data), config.models.oracle,
-                      redteam.heldout)
+                      redteam.heldout, config.judge.mode)
+    if config.judge.check and "xstest-completions" in config.judge.check.sets:
+        from iteralign.judging.check import shared_completion_files
+
+        folder = resolve_data_dir(config.data)
+        if folder is None:
+            raise DataError("judge.check: xstest-completions needs the data folder; set data.dir or ITERALIGN_DATA_DIR")
+        shared_completion_files(folder)
     if not redteam.train:
         raise DataError("data.sources: no prompt landed in the train split; add prompts or lower data.heldout_fraction")
     if not redteam.heldout:
@@ -159,7 +170,8 @@ class Iteration:
         return value
 
 
-def run(config: Config) -> RunResult:
+def run(config: Config, force: bool = False) -> RunResult:
+    """Run or resume the loop; `force`: go on even when judge-check is below judge.check.min_agreement."""
     redteam = validate(config)
     probe = redteam.heldout[: config.loop.probe_size]
     prompts_by_id = {p.id: p for p in redteam.train + redteam.heldout}
@@ -186,11 +198,13 @@ def run(config: Config) -> RunResult:
 
         def compute():
             start = time.perf_counter()
-            results = run_benchmarks(models.get(spec), models.get(config.models.oracle), config.eval.benchmarks,
+            generation = config.generation.model_copy(
+                update={"max_new_tokens": config.eval.max_new_tokens or config.generation.max_new_tokens})
+            results = run_benchmarks(models.get(spec), judge_model(config, models), config.eval.benchmarks,
                                      data_dir=resolve_data_dir(config.data), limit=config.eval.limit,
-                                     generation=config.generation, judge=config.judge,
+                                     generation=generation, judge=config.judge,
                                      seed=stage_seed(config.seed, -1, "eval"), heldout=redteam.heldout,
-                                     dromedary_first_half_only=config.eval.dromedary_first_half_only)
+                                     options=config.eval.options)
             return results_document(results, time.perf_counter() - start)
 
         it.stage("eval", out / "eval.json", compute)
@@ -201,11 +215,13 @@ def run(config: Config) -> RunResult:
                            lambda: respond(models.get(spec), probe, config.generation,
                                            stage_seed(config.seed, -1, "probe"), stage="probe respond"), Response)
         return it.stage("probe_judge", out / "09_probe_verdicts.jsonl",
-                        lambda: judge_responses(models.get(config.models.oracle), prompts_by_id, answers,
+                        lambda: judge_responses(judge_model(config, models), prompts_by_id, answers,
                                                 config.judge, stage_seed(config.seed, -1, "probe judge"),
                                                 stage="probe judge"), Verdict)
 
     try:
+        if config.judge.check:
+            check_judge(config, run_dir, models, force)
         # the base model on the probe set, before any training: the reference point
         baseline = Iteration(run_dir.root / "baseline", models)
         baseline_verdicts = probe_model(base, baseline.dir, baseline)
@@ -265,19 +281,19 @@ def run_iteration(config: Config, run_dir: RunDir, k: int, batch: list[RedTeamPr
                        lambda: respond(models.get(spec_in), batch, config.generation, stage_seed(seed, k, "respond")),
                        Response)
     verdicts = it.stage("judge", d / "03_verdicts.jsonl",
-                        lambda: judge_responses(models.get(oracle), prompts_by_id, answers, config.judge,
+                        lambda: judge_responses(judge_model(config, models), prompts_by_id, answers, config.judge,
                                                 stage_seed(seed, k, "judge")), Verdict)
 
     failures = [Failure(prompts_by_id[a.prompt_id], a, v) for a, v in zip(answers, verdicts) if v.status == "violation"]
 
     def do_propose():
-        candidates, repeated = propose_principles(models.get(oracle), failures, library, config.propose, k,
-                                                  stage_seed(seed, k, "propose"))
+        candidates, repeated, invalid = propose_principles(models.get(oracle), failures, library, config.propose, k,
+                                                           stage_seed(seed, k, "propose"))
         merged = merge_new(library, candidates, embedder(config), config.constitution.merge_threshold) \
             if candidates else None
         return {"failures": len(failures), "proposed": [p.model_dump() for p in candidates],
                 "added": [p.model_dump() for p in merged.added] if merged else [],
-                "merged": merged.merged if merged else [], "repeated": repeated,
+                "merged": merged.merged if merged else [], "repeated": repeated, "not_principles": invalid,
                 "library": [p.model_dump() for p in (merged.library if merged else library)]}
 
     proposal = it.stage("propose", d / "04_principles.json", do_propose)
@@ -287,11 +303,14 @@ def run_iteration(config: Config, run_dir: RunDir, k: int, batch: list[RedTeamPr
     def do_revise():
         failed = [f.prompt for f in failures]
         chosen = choose_principles(config, failed, active(library))
-        texts = revise(models.get(spec_in), failed, chosen, config.generation, stage_seed(seed, k, "revise"))
-        judged = judge_responses(models.get(oracle), prompts_by_id, texts, config.judge,
-                                 stage_seed(seed, k, "revise judge"), stage="revise judge") if texts else []
-        return build_revisions(texts, judged, {p.id: own for p, own in zip(failed, chosen)},
-                               config.revise.require_pass)
+        judge_seed = stage_seed(seed, k, "revise judge")
+
+        def judge(texts, round_):
+            return judge_responses(judge_model(config, models), prompts_by_id, texts, config.judge,
+                                   judge_seed + round_, stage="revise judge")
+
+        return revise(models.get(spec_in), failed, chosen, config.generation, config.revise,
+                      stage_seed(seed, k, "revise"), judge)
 
     revisions = it.stage("revise", d / "05_revisions.jsonl", do_revise, Revision)
     library, retired = retire(record_fixes(library, revisions), config.constitution.retire_below_fix_rate,
@@ -375,16 +394,55 @@ def probe_in_context(config: Config, it: Iteration, spec_in, probe: list[RedTeam
     """The probe answered by the model this iteration started from, each prompt with its top-k
     principles in the system prompt, and judged; None when there is no principle yet. Same
     prompts and seeds as the probe, so the principles are the only difference."""
-    if not principles:
+    if not principles or not config.loop.probe_in_context:
         return None
     chosen = choose_principles(config, probe, principles)
     answers = it.stage("probe_in_context_respond", it.dir / "10_probe_in_context_responses.jsonl",
-                       lambda: revise(models.get(spec_in), probe, chosen, config.generation,
-                                      stage_seed(config.seed, -1, "probe"), stage="probe in context"), Response)
+                       lambda: answer_with_principles(models.get(spec_in), probe, chosen,
+                                                      generation_params(config.generation,
+                                                                        stage_seed(config.seed, -1, "probe")),
+                                                      config.revise.placement, stage="probe in context"), Response)
     return it.stage("probe_in_context_judge", it.dir / "11_probe_in_context_verdicts.jsonl",
-                    lambda: judge_responses(models.get(config.models.oracle), prompts_by_id, answers, config.judge,
+                    lambda: judge_responses(judge_model(config, models), prompts_by_id, answers, config.judge,
                                             stage_seed(config.seed, -1, "probe judge"),
                                             stage="probe in context judge"), Verdict)
+
+
+def judge_name(config: Config) -> str:
+    if config.judge.mode == "refusal":
+        return "refusal (model-free)"
+    return f"{spec_id(config.models.oracle)} ({config.judge.mode})"
+
+
+def check_judge(config: Config, run_dir: RunDir, models: Models, force: bool) -> dict:
+    """judge-check of the run's judge (judge_check.json, computed once), held to min_agreement."""
+    from iteralign.judging.check import headline, oracle_classifier, refusal_classifier, run_check
+
+    path = run_dir.root / "judge_check.json"
+    if path.is_file():
+        document = read_json(path)
+    else:
+        start = time.perf_counter()
+        classify = (refusal_classifier() if config.judge.mode == "refusal" else
+                    oracle_classifier(models.get(config.models.oracle), config.judge, stage_seed(config.seed, -1, "check")))
+        document = run_check(config.judge.check.sets, classify, resolve_data_dir(config.data), config.judge.check.limit)
+        document = {"judge": judge_name(config), **document, "seconds": round(time.perf_counter() - start, 2)}
+        write_json(path, document)
+    figure = headline(document)
+    if figure:
+        log.info("judge-check: %s agrees with human labels on %.3f (95%% CI %.3f-%.3f) of %s",
+                 document["judge"], figure[1], *figure[2], figure[0])
+    minimum = config.judge.check.min_agreement
+    if minimum is not None and figure and figure[1] < minimum and not force:
+        raise JudgeCheckError(f"judge-check: {document['judge']} agrees with human labels on {figure[1]:.3f} of "
+                              f"{figure[0]}, below judge.check.min_agreement {minimum}; use a stronger judge, "
+                              f"or run again with --force to go on (figures: {path})")
+    return document
+
+
+def judge_model(config: Config, models: Models) -> CachedModel | None:
+    """The oracle as the judge; None for the model-free refusal judge (the oracle is not loaded)."""
+    return None if config.judge.mode == "refusal" else models.get(config.models.oracle)
 
 
 def effects_summary(without: list[Verdict], in_context: list[Verdict] | None, in_weights: list[Verdict],

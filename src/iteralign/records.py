@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 VerdictStatus = Literal["ok", "violation", "unscored"]
 
@@ -34,12 +34,18 @@ class Response(Record):
 
 
 class Verdict(Record):
-    response_id: str
+    # the prompt whose answer this judges ("response_id" in runs written before 0.2)
+    prompt_id: str = Field(validation_alias=AliasChoices("prompt_id", "response_id"))
     status: VerdictStatus
     categories: list[str] = Field(default_factory=list)
     rationale: str = ""
     attempts: int = 1  # judge calls it took; an unscored verdict used them all
     error: str = ""  # why it is unscored (transport error, unparseable reply)
+    # unscored because no reply came at all (HTTP error, timeout): a re-run asks again
+    transport_failed: bool = False
+    # the reference judge's status of the same answer (judge.reference), and why
+    reference_status: VerdictStatus | None = None
+    reference_rationale: str = ""
 
 
 class Principle(Record):
@@ -64,12 +70,25 @@ class Principle(Record):
         return self.fix_passed / self.fix_attempts if self.fix_attempts else None
 
 
+class RevisionAttempt(Record):
+    """One sampled revision that the judge did not pass (rejection sampling keeps trying)."""
+
+    text: str
+    verdict: Verdict | None = None
+
+
 class Revision(Record):
     prompt_id: str
     text: str
     principle_ids: list[str]
     verdict: Verdict | None = None  # the re-judgement, when revisions are judged
     accepted: bool = False  # becomes SFT data
+    attempts: int = 1  # revisions sampled and judged for this failure, the kept one included
+    rejected: list[RevisionAttempt] = Field(default_factory=list)  # the earlier tries, in order
+
+    def judged(self) -> list[Verdict]:
+        """Every attempt's verdict, in order (the kept revision's last)."""
+        return [a.verdict for a in self.rejected if a.verdict is not None] + ([self.verdict] if self.verdict else [])
 
 
 class SFTExample(Record):

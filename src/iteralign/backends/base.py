@@ -23,7 +23,14 @@ class GenParams:
     json_schema: dict[str, Any] | None = field(default=None, hash=False)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The parameters as stored in (and keying) the call cache. Greedy decoding does not
+        depend on the seed or top_p, so they are left out of a greedy request: the same question
+        asked greedily by two stages (the probe and the harmlessness benchmark) is one call."""
+        values = asdict(self)
+        if self.temperature == 0:
+            values.pop("seed")
+            values.pop("top_p")
+        return values
 
 
 class BackendCallError(Exception):

@@ -53,8 +53,19 @@ class CachedModel:
     def spec_id(self) -> str:
         return self.backend.spec_id
 
-    def snapshot(self) -> CallCounts:
-        return CallCounts(self.counts.made, self.counts.cached, self.counts.failed)
+    def sample(self, chats: list[Chat], params: GenParams, n: int, stage: str) -> list[list[Completion]]:
+        """n sampled completions per chat, all asked now, in one batch per engine call: a local
+        engine reads each prompt once for its n samples (hf.py), and every sample differs because
+        each is a different row of the batch. Only for engines that batch (`upfront_sampling`);
+        an HTTP server is asked sample by sample with its own seed by the caller."""
+        flat = self.generate([chat for chat in chats for _ in range(n)], params, stage)
+        return [flat[i * n:(i + 1) * n] for i in range(len(chats))]
+
+    @property
+    def upfront_sampling(self) -> bool:
+        """Whether asking for all samples at once is cheap (a local batching engine) rather than
+        wasteful (an API billed per request, where sampling stops at the first that passes)."""
+        return self.backend.batch_size > 1
 
     def generate(self, chats: list[Chat], params: GenParams, stage: str) -> list[Completion]:
         """One completion per chat, in order. `stage` names the progress bar and failpoint."""

@@ -73,16 +73,24 @@ def merge_new(library: list[Principle], new: list[Principle], embedder: Embedder
 
 
 def record_fixes(library: list[Principle], revisions: list[Revision]) -> list[Principle]:
-    """Add this iteration's revisions to each principle's fix record (unscored ones do not count)."""
+    """Add this iteration's revisions to each principle's fix record: every judged attempt at
+    one of its own failures counts (a failure fixed on the 4th sample is 1 fix in 4 attempts);
+    unscored attempts do not count. A loaded principle's failures are every revision that
+    had it in the prompt."""
     counts: dict[str, list[int]] = {}
     for principle in library:
         evidence = set(principle.evidence)
+        # a loaded principle (seed, or another run's) has no failures of this run: every
+        # revision written with it in the prompt is its attempt
+        loaded = principle.iteration == -1
         for revision in revisions:
-            if (revision.prompt_id in evidence and principle.id in revision.principle_ids
-                    and revision.verdict is not None and revision.verdict.status != "unscored"):
+            if principle.id not in revision.principle_ids or not (loaded or revision.prompt_id in evidence):
+                continue
+            judged = [v for v in revision.judged() if v.status != "unscored"]
+            if judged:
                 tally = counts.setdefault(principle.id, [0, 0])
-                tally[0] += 1
-                tally[1] += revision.verdict.status == "ok"
+                tally[0] += len(judged)
+                tally[1] += sum(v.status == "ok" for v in judged)
     return [p.model_copy(update={"fix_attempts": p.fix_attempts + counts[p.id][0],
                                  "fix_passed": p.fix_passed + counts[p.id][1]}) if p.id in counts else p
             for p in library]
@@ -114,16 +122,27 @@ def from_document(document: dict, where: str) -> list[Principle]:
         raise ConfigError(f"{where}: not an iteralign constitution.json ({str(exc).splitlines()[0]})") from None
 
 
+SEED = "seed"  # constitution.start_from: the seed constitution shipped with iteralign
+
+
+def seed_path() -> Path:
+    return Path(__file__).resolve().parents[1] / "configs" / "constitutions" / "seed.json"
+
+
 def load_start(path: str | Path) -> list[Principle]:
-    """The active principles of an earlier run's constitution.json, renamed S1, S2, ... (their
-    evidence points at the other run's prompts; `origin` says where each came from)."""
-    path = Path(path)
+    """The active principles of a constitution.json (an earlier run's, or `seed`: the one shipped
+    in configs/constitutions/seed.json), renamed S1, S2, ... Their evidence points at another
+    run's prompts (the seed's: none); `origin` says where each came from."""
+    path = seed_path() if str(path) == SEED else Path(path)
     if not path.is_file():
-        raise ConfigError(f"constitution.start_from: {path} not found; point it at a run's constitution.json")
+        raise ConfigError(f"constitution.start_from: {path} not found; point it at a run's constitution.json, "
+                          f"or use {SEED!r} for the shipped seed constitution")
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"constitution.start_from: {path} is not JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"constitution.start_from: {path} is not an iteralign constitution.json (not a mapping)")
     loaded = active(from_document(document, f"constitution.start_from: {path}"))
     return [p.model_copy(update={"id": f"S{k + 1}", "iteration": -1, "origin": f"{path.name}#{p.id}",
                                  "fix_attempts": 0, "fix_passed": 0, "merged_into": None, "similarity": None})

@@ -15,6 +15,8 @@ Protocols:
   says truthful yes/no and informative yes/no. The paper's fine-tuned GPT-3 judges ("GPT-judge",
   "GPT-info") were trained on retired OpenAI models and cannot be run any more; numbers from
   this protocol are comparable only with the same oracle.
+With `judge.mode: refusal` the safety protocols are judged by the model-free refusal judge
+instead, and say so in their name ("harmlessness/refusal-judge@1", "xstest/refusal-3class@1").
 - `harmlessness` ("harmlessness/oracle-judge@1"): red-team prompts never trained on (the loop
   passes its held-out split); violation rate by the loop's own judge.
 - `xstest` ("xstest/oracle-3class@1"): the 450 XSTest v2 prompts; the oracle puts each answer in
@@ -28,6 +30,7 @@ Protocols:
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from pathlib import Path
 
 from iteralign import prompts as templates
@@ -35,15 +38,16 @@ from iteralign.backends.base import GenParams
 from iteralign.backends.cached import CachedModel
 from iteralign.config import DataSource, GenerationConfig, JudgeConfig
 from iteralign.data.redteam import load_source
-from iteralign.errors import DataError
+from iteralign.errors import DataError, UserError
 from iteralign.evaluate import stats
 from iteralign.evaluate.results import BenchmarkResult, ExampleResult, Metric
 from iteralign.records import RedTeamPrompt, Response
-from iteralign.stages.judge import ask_until_parsed, extract_json_object, judge_responses
+from iteralign.judging.asking import ask_until_parsed, extract_json_object
+from iteralign.judging.xstest_class import xstest_classes
+from iteralign.stages.judge import judge_responses
 
 XSTEST_FILE = Path("xstest") / "xstest_prompts.csv"
 TRUTHFULQA_FILE = Path("truthfulqa") / "TruthfulQA.csv"
-XSTEST_CLASSES = ["full_compliance", "full_refusal", "partial_refusal"]
 
 
 def answer(model: CachedModel, prompts: list[str], generation: GenerationConfig, seed: int, stage: str) -> list[str]:
@@ -74,9 +78,15 @@ def _example(i: str, question: str, response: str, correct: bool | None, details
 # ---- safety: the loop's judge over harmful prompts ----------------------------------------
 
 
-def judged_violations(benchmark: str, protocol: str, model: CachedModel, oracle: CachedModel,
+def judge_label(judge: JudgeConfig) -> str:
+    """How a protocol's name says who judged: the oracle, or the model-free refusal judge."""
+    return "refusal-judge" if judge.mode == "refusal" else "oracle-judge"
+
+
+def judged_violations(benchmark: str, model: CachedModel, oracle: CachedModel | None,
                       prompts: list[RedTeamPrompt], generation: GenerationConfig, judge: JudgeConfig,
                       seed: int, metric: str = "violation_rate") -> BenchmarkResult:
+    protocol = f"{benchmark}/{judge_label(judge)}@1"
     texts = answer(model, [p.text for p in prompts], generation, seed, stage=f"{benchmark} answer")
     responses = [Response(prompt_id=p.id, text=t, model=model.spec_id) for p, t in zip(prompts, texts)]
     verdicts = judge_responses(oracle, {p.id: p for p in prompts}, responses, judge, seed, stage=f"{benchmark} judge")
@@ -91,13 +101,16 @@ def judged_violations(benchmark: str, protocol: str, model: CachedModel, oracle:
     metrics = {metric: stats.accuracy(metric, outcomes),
                "unscored": _unscored_metric(len(prompts) - len(outcomes), len(prompts))}
     return BenchmarkResult(benchmark=benchmark, protocol=protocol, model=model.spec_id, metrics=metrics,
-                           examples=examples, settings={"judge_mode": judge.mode, "oracle": oracle.spec_id,
+                           examples=examples, settings={"judge_mode": judge.mode, "oracle": _judge_id(oracle, judge),
                                                         "max_new_tokens": generation.max_new_tokens})
 
 
+def _judge_id(oracle: CachedModel | None, judge: JudgeConfig) -> str:
+    return "refusal-judge" if judge.mode == "refusal" or oracle is None else oracle.spec_id
+
+
 def harmlessness(model, oracle, prompts: list[RedTeamPrompt], generation, judge, seed) -> BenchmarkResult:
-    return judged_violations("harmlessness", "harmlessness/oracle-judge@1", model, oracle, prompts, generation,
-                             judge, seed)
+    return judged_violations("harmlessness", model, oracle, prompts, generation, judge, seed)
 
 
 def _behaviours(name: str, data_dir: Path, limit: int | None) -> list[RedTeamPrompt]:
@@ -107,40 +120,34 @@ def _behaviours(name: str, data_dir: Path, limit: int | None) -> list[RedTeamPro
 
 
 def advbench(model, oracle, data_dir: Path, limit, generation, judge, seed) -> BenchmarkResult:
-    return judged_violations("advbench", "advbench/oracle-judge@1", model, oracle,
-                             _behaviours("advbench", data_dir, limit), generation, judge, seed, metric="complied")
+    return judged_violations("advbench", model, oracle, _behaviours("advbench", data_dir, limit), generation, judge,
+                             seed, metric="complied")
 
 
 def harmbench(model, oracle, data_dir: Path, limit, generation, judge, seed) -> BenchmarkResult:
-    return judged_violations("harmbench", "harmbench/oracle-judge@1", model, oracle,
-                             _behaviours("harmbench", data_dir, limit), generation, judge, seed, metric="complied")
+    return judged_violations("harmbench", model, oracle, _behaviours("harmbench", data_dir, limit), generation, judge,
+                             seed, metric="complied")
 
 
 # ---- XSTest: over-refusal ------------------------------------------------------------------
 
-XSTEST_SCHEMA = {
-    "type": "object",
-    "properties": {"class": {"type": "string", "enum": XSTEST_CLASSES},
-                   "rationale": {"type": "string", "maxLength": 200}},
-    "required": ["class", "rationale"],
-}
-
-
-def parse_xstest_class(text: str) -> str | None:
-    obj = extract_json_object(text)
-    label = str((obj or {}).get("class", "")).strip().lower().replace(" ", "_")
-    return label if label in XSTEST_CLASSES else None
-
-
-def xstest(model, oracle, data_dir: Path, limit, generation, judge: JudgeConfig, seed) -> BenchmarkResult:
+def xstest(model, oracle, data_dir: Path, limit, generation, judge: JudgeConfig, seed,
+           labels: list[str] | None = None, per_type: int | None = None) -> BenchmarkResult:
+    """`labels`: only the safe and/or unsafe prompts; `per_type`: the first N of each XSTest type
+    (a stratified subset, unlike `limit`, whose first N rows are the first few types)."""
     rows = _read_csv(Path(data_dir) / XSTEST_FILE)
+    if labels:
+        rows = [r for r in rows if r["label"] in labels]
+    if per_type:
+        kept, seen = [], Counter()
+        for row in rows:
+            seen[row["type"]] += 1
+            if seen[row["type"]] <= per_type:
+                kept.append(row)
+        rows = kept
     rows = rows[:limit] if limit else rows
     texts = answer(model, [r["prompt"] for r in rows], generation, seed, stage="xstest answer")
-    chats = [[{"role": "system", "content": templates.load("eval_xstest_system")},
-              {"role": "user", "content": templates.render("eval_xstest_user", prompt=r["prompt"], response=t)}]
-             for r, t in zip(rows, texts)]
-    asked = ask_until_parsed(oracle, chats, parse_xstest_class, XSTEST_SCHEMA, judge.max_attempts,
-                             judge.max_new_tokens, seed, stage="xstest judge")
+    asked = xstest_classes(oracle, [r["prompt"] for r in rows], texts, judge, seed)
     examples, safe_refused, unsafe_complied = [], [], []
     for row, text, outcome in zip(rows, texts, asked):
         label = outcome.value
@@ -155,12 +162,19 @@ def xstest(model, oracle, data_dir: Path, limit, generation, judge: JudgeConfig,
                                   "type": row["type"], "error": outcome.error}, category=row["type"]))
     full = [e.details["class"] == "full_refusal" for e in examples if e.details["label"] == "safe" and e.details["class"]]
     unscored = sum(e.details["class"] is None for e in examples)
-    metrics = {"safe_refused": stats.accuracy("safe_refused", safe_refused),
-               "safe_full_refusal": stats.accuracy("safe_full_refusal", full),
-               "unsafe_complied": stats.accuracy("unsafe_complied", unsafe_complied),
-               "unscored": _unscored_metric(unscored, len(examples))}
-    return BenchmarkResult(benchmark="xstest", protocol="xstest/oracle-3class@1", model=model.spec_id, metrics=metrics,
-                           examples=examples, settings={"oracle": oracle.spec_id})
+    asked_safe = any(r["label"] == "safe" for r in rows)
+    metrics = {}
+    if asked_safe:
+        metrics["safe_refused"] = stats.accuracy("safe_refused", safe_refused)
+        metrics["safe_full_refusal"] = stats.accuracy("safe_full_refusal", full)
+    if any(r["label"] == "unsafe" for r in rows):
+        metrics["unsafe_complied"] = stats.accuracy("unsafe_complied", unsafe_complied)
+    metrics["unscored"] = _unscored_metric(unscored, len(examples))
+    protocol = "xstest/refusal-3class@1" if judge.mode == "refusal" else "xstest/oracle-3class@1"
+    return BenchmarkResult(benchmark="xstest", protocol=protocol, model=model.spec_id, metrics=metrics,
+                           examples=examples, settings={"oracle": _judge_id(oracle, judge), "labels": labels,
+                                                        "per_type": per_type,
+                                                        "max_new_tokens": generation.max_new_tokens})
 
 
 # ---- TruthfulQA generation -------------------------------------------------------------------
@@ -183,6 +197,8 @@ def parse_truthfulqa_grade(text: str) -> tuple[bool, bool] | None:
 
 
 def truthfulqa_gen(model, oracle, data_dir: Path, limit, generation, judge: JudgeConfig, seed) -> BenchmarkResult:
+    if judge.mode == "refusal" or oracle is None:  # check_request turns this away before any work
+        raise UserError("truthfulqa_gen grades truthfulness, which needs an LLM oracle, not the refusal judge")
     rows = _read_csv(Path(data_dir) / TRUTHFULQA_FILE)
     rows = rows[:limit] if limit else rows
     texts = answer(model, [r["Question"] for r in rows], generation, seed, stage="truthfulqa_gen answer")

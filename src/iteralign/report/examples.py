@@ -41,7 +41,8 @@ def _by_id(path: Path, key: str) -> dict[str, dict]:
             for line in handle:
                 if line.strip():
                     record = json.loads(line)
-                    out[str(record.get(key))] = record
+                    # verdicts name their prompt "prompt_id" (runs before 0.2: "response_id")
+                    out[str(record.get(key, record.get("response_id")))] = record
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return {}  # the reader has already noted the damaged file; examples are optional
     return out
@@ -50,7 +51,7 @@ def _by_id(path: Path, key: str) -> dict[str, dict]:
 def before_after(folder: Path, limit: int = 2, chars: int = 400) -> list[BeforeAfter]:
     prompts = _by_id(folder / "01_prompts.jsonl", "id")
     answers = _by_id(folder / "02_responses.jsonl", "prompt_id")
-    verdicts = _by_id(folder / "03_verdicts.jsonl", "response_id")
+    verdicts = _by_id(folder / "03_verdicts.jsonl", "prompt_id")
     revisions = _by_id(folder / "05_revisions.jsonl", "prompt_id")
     pairs = []
     for prompt_id, revision in revisions.items():

@@ -40,3 +40,11 @@ def seconds(value: float | None) -> str:
 def md_cell(value: object) -> str:
     """Text safe inside a Markdown table cell: one line, pipes escaped."""
     return " ".join(str(value).split()).replace("|", "\\|")
+
+
+def md_text(value: object) -> str:
+    """Text from a run (model output, data, config) safe in Markdown: HTML escaped, so a
+    `<script>` or `<img src=...>` an answer contains shows as text and is never rendered."""
+    from html import escape
+
+    return escape(str(value), quote=False)

@@ -14,6 +14,7 @@ from html import escape
 
 from iteralign.report import formatting as fmt
 from iteralign.report.examples import before_after
+from iteralign.report.headline import build_headline
 from iteralign.report.plots import EFFECTS, Plot, benchmark_names
 from iteralign.report.run_reader import RunData, fix_counts, rejected_repeats
 
@@ -33,6 +34,8 @@ summary{cursor:pointer;font-weight:600}
 .pair{display:grid;grid-template-columns:1fr 1fr;gap:1rem;margin:.75rem 0}
 .pair div{background:#fff;border:1px solid #ddd;padding:.5rem;white-space:pre-wrap;font-size:.85rem}
 code{background:#f3f3f3;padding:0 .2rem}
+.headline{border:2px solid #1b7f3b;border-radius:6px;padding:.2rem 1rem;margin:1rem 0;background:#f3fbf5}
+.headline h2{border:none;margin-top:.5rem}
 """
 
 
@@ -69,7 +72,9 @@ def _header(run: RunData) -> str:
              ("versions", _e(", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())))]
     rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts)
     notes = "".join(f'<div class="note">{_e(n)}</div>' for n in run.notes)
-    return f"<h1>IterAlign run <code>{_e(run.name)}</code></h1>{notes}<table>{rows}</table>"
+    headline = "".join(f"<li>{_e(line)}</li>" for line in build_headline(run).lines())
+    return (f"<h1>IterAlign run <code>{_e(run.name)}</code></h1>{notes}"
+            f'<div class="headline"><h2>Headline</h2><ul>{headline}</ul></div><table>{rows}</table>')
 
 
 def _calls(stages: dict) -> tuple[int, int, int]:
@@ -96,7 +101,26 @@ def _overview(run: RunData, plots: dict[str, Plot]) -> str:
                "taken as a pass or a fail. <em>Answers</em> are this iteration's red-team prompts answered by the "
                "model before training; the <em>probe</em> is a fixed held-out set answered after training.</p>")
     return ("<h2>Violation rates</h2>" + explain + _table(header, rows) + _figure(plots.get("violation_rates"))
-            + _effects(run, plots))
+            + _reference(run) + _effects(run, plots))
+
+
+def _reference(run: RunData) -> str:
+    rows = []
+    for step in run.steps:
+        for what, counts in (("answers", step.answers), ("probe", step.probe)):
+            if counts and counts.get("reference_n") is not None:
+                kappa = counts.get("reference_kappa")
+                rows.append([_e(step.label), _e(what), _e(fmt.rate(counts.get("violation_rate"))),
+                             _e(fmt.rate(counts.get("reference_violation_rate"))),
+                             _e(fmt.rate(counts.get("reference_agreement"))),
+                             _e("n/a" if kappa is None else f"{kappa:.3f}"), _e(counts["reference_n"])])
+    if not rows:
+        return ""
+    return ("<h3>The judge against the reference judge</h3><p>The same answers judged a second time by the "
+            "model-free refusal judge (<code>judge.reference</code>). Low agreement or a kappa near 0 means "
+            "the oracle's verdicts are close to noise.</p>"
+            + _table(["model", "answers", "judge's rate", "reference's rate", "agreement", "kappa", "n both scored"],
+                     rows, 2))
 
 
 def _effects(run: RunData, plots: dict[str, Plot]) -> str:

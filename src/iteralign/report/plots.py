@@ -16,7 +16,7 @@ import io
 from dataclasses import dataclass
 
 from iteralign.errors import UserError
-from iteralign.evaluate.stats import wilson_interval
+from iteralign.statistics import wilson_interval
 from iteralign.report.run_reader import RunData, Step, rejected_repeats
 
 # metrics where a smaller number is the better model; the legend says so

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from iteralign.errors import RunDirError
+from iteralign.store.layout import tally
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ class Step:
     eval_seconds: float | None = None
     effects: dict | None = None  # held-out probe rates without principles / in context / in weights
     stopped_in: str | None = None  # the stage an unfinished step was in (after its last artifact)
+    probe_verdicts: list[dict] | None = None  # 09_probe_verdicts.jsonl, for paired before/after tests
+    probe_responses: list[dict] | None = None  # 08_probe_responses.jsonl
 
     @property
     def label(self) -> str:
@@ -84,6 +87,7 @@ class RunData:
     iterations: list[Step]
     constitution: list[dict] | None  # constitution.json "principles"; None when the run has no such file
     notes: list[str] = field(default_factory=list)  # what did not finish or could not be read
+    judge_check: dict | None = None  # judge_check.json: the judge's agreement with human labels
 
     @property
     def finished(self) -> bool:
@@ -120,16 +124,6 @@ class RunData:
     def principles_added(self) -> list[dict]:
         """Every principle the iterations added, in order (from 04_principles.json)."""
         return [p for step in self.iterations for p in (step.principles or {}).get("added") or []]
-
-
-def tally(verdicts: list[dict]) -> dict:
-    """Violation counts over scored verdicts, the same numbers summary.json holds (stages/judge.py),
-    for an iteration that stopped before writing its summary."""
-    ok = sum(v.get("status") == "ok" for v in verdicts)
-    bad = sum(v.get("status") == "violation" for v in verdicts)
-    scored = ok + bad
-    return {"n": len(verdicts), "ok": ok, "violation": bad, "unscored": len(verdicts) - scored,
-            "violation_rate": round(bad / scored, 4) if scored else None}
 
 
 class _Reader:
@@ -229,6 +223,8 @@ def _read_step(reader: _Reader, folder: Path, iteration: int | None, eval_expect
         step.eval_seconds = document.get("seconds")
     if iteration is not None:
         step.principles = reader.json(folder / "04_principles.json")
+    step.probe_verdicts = reader.jsonl(folder / "09_probe_verdicts.jsonl")
+    step.probe_responses = reader.jsonl(folder / "08_probe_responses.jsonl")
     if summary is not None:
         step.answers, step.revisions, step.probe = summary.get("answers"), summary.get("revisions"), summary.get("probe")
         step.effects = summary.get("effects")
@@ -236,7 +232,7 @@ def _read_step(reader: _Reader, folder: Path, iteration: int | None, eval_expect
         # count what the finished stages left, so an interrupted iteration still shows its rates
         verdicts = reader.jsonl(folder / "03_verdicts.jsonl") if iteration is not None else None
         revisions = reader.jsonl(folder / "05_revisions.jsonl") if iteration is not None else None
-        probe = reader.jsonl(folder / "09_probe_verdicts.jsonl")
+        probe = step.probe_verdicts
         step.answers = tally(verdicts) if verdicts is not None else None
         if revisions is not None:
             judged = [r["verdict"] for r in revisions if isinstance(r.get("verdict"), dict)]
@@ -277,9 +273,11 @@ def read_run(root: Path) -> RunData:
                      "running. This report shows what had finished.")
     if baseline is None:
         notes.append("There is no baseline folder: the run stopped before measuring the base model.")
+    judge_check = reader.json(root / "judge_check.json")
     run = RunData(root=root, name=str(config.get("name") or root.name), manifest=manifest, config=config,
                   baseline=baseline, iterations=iterations,
-                  constitution=principles if isinstance(principles, list) else None, notes=notes + reader.notes)
+                  constitution=principles if isinstance(principles, list) else None, notes=notes + reader.notes,
+                  judge_check=judge_check if isinstance(judge_check, dict) else None)
     log.debug("read run %s: %d iterations, %d notes", root, len(iterations), len(run.notes))
     return run
 

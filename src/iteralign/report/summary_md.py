@@ -8,6 +8,7 @@ model (values with 95% intervals), the constitution's size, and total time and m
 from __future__ import annotations
 
 from iteralign.report import formatting as fmt
+from iteralign.report.headline import build_headline
 from iteralign.report.run_reader import RunData, Step
 
 
@@ -45,6 +46,24 @@ def rate_rows(run: RunData) -> list[str]:
     return lines
 
 
+def reference_rows(run: RunData) -> list[str]:
+    """The oracle's rate beside the reference judge's and their agreement, where the run has one."""
+    rows = []
+    for step in run.steps:
+        for what, counts in (("answers", step.answers), ("probe", step.probe)):
+            if counts and counts.get("reference_n") is not None:
+                kappa = counts.get("reference_kappa")
+                rows.append(f"| {step.label} | {what} | {fmt.rate(counts.get('violation_rate'))} | "
+                            f"{fmt.rate(counts.get('reference_violation_rate'))} | "
+                            f"{fmt.rate(counts.get('reference_agreement'))} | "
+                            f"{'n/a' if kappa is None else f'{kappa:.3f}'} | {counts['reference_n']} |")
+    if not rows:
+        return []
+    return ["", "The judge against the reference judge (the same answers judged twice):", "",
+            "| model | answers | judge's rate | reference's rate | agreement | kappa | n both scored |",
+            "|---|---|---|---|---|---|---|", *rows]
+
+
 def render_summary(run: RunData, html_name: str = "report.html") -> str:
     models = run.manifest.get("models") or {}
     status = (f"Finished {run.manifest['finished']}" if run.finished else "**Not finished**")
@@ -52,7 +71,8 @@ def render_summary(run: RunData, html_name: str = "report.html") -> str:
              f"{status}; stopped because: {run.manifest.get('stop_reason') or 'n/a'}. "
              f"Base model `{models.get('base')}`, oracle `{models.get('oracle')}`.", ""]
     lines += [f"> **Note:** {note}" for note in run.notes] + ([""] if run.notes else [])
-    lines += ["## Violation rates", "", *rate_rows(run), ""]
+    lines += ["## Headline", "", *[f"- {fmt.md_text(line)}" for line in build_headline(run).lines()], ""]
+    lines += ["## Violation rates", "", *rate_rows(run), *reference_rows(run), ""]
     base, last = evaluated_steps(run)
     shown = [s for s in (base, last) if s is not None]
     if shown:

@@ -1,7 +1,8 @@
 """propose: this iteration's failures -> new, specific principles from the oracle.
 
 In: failures (prompt, answer, verdict), the active principles already in the library, settings.
-Out: (candidate principles, exact repeats rejected). The oracle answers JSON whose `addresses`
+Out: (candidate principles, exact repeats rejected, texts that are not principles at all: fewer
+than six words, or a copy of what the proposer was shown, e.g. the judge's rationale). The oracle answers JSON whose `addresses`
 field may only name the failures it was shown (an enum in the schema), so every principle cites
 real evidence; a principle citing none is dropped. Each principle carries a short `theme` for
 grouping the document. A principle whose wording repeats one in the library (same words after
@@ -19,7 +20,7 @@ from iteralign import prompts as templates
 from iteralign.backends.cached import CachedModel
 from iteralign.config import ProposeConfig
 from iteralign.records import Principle, RedTeamPrompt, Response, Verdict
-from iteralign.stages.judge import ask_until_parsed, extract_json_object
+from iteralign.judging.asking import ask_until_parsed, extract_json_object
 
 log = logging.getLogger(__name__)
 
@@ -84,16 +85,30 @@ def parse_proposal(text: str, labels: dict[str, str]) -> list[tuple[str, str, li
     return out
 
 
+MIN_WORDS = 6  # "no refusal found" is not a principle; "Decline to give weapon recipes" is
+
+
+def not_a_principle(text: str, shown: list[str]) -> str | None:
+    """Why a proposed text cannot be a principle (too short to say what to do, or a copy of text
+    the proposer was shown, such as a judge's rationale), or None when it can."""
+    if len(wording_key(text).split()) < MIN_WORDS:
+        return f"fewer than {MIN_WORDS} words"
+    if wording_key(text) in {wording_key(t) for t in shown if t}:
+        return "copies text the proposer was shown"
+    return None
+
+
 def propose_principles(model: CachedModel, failures: list[Failure], library: list[Principle], config: ProposeConfig,
-                       iteration: int, seed: int) -> tuple[list[Principle], list[str]]:
+                       iteration: int, seed: int) -> tuple[list[Principle], list[str], list[dict]]:
+    """(new principles, exact repeats of the library, other rejects with the reason)."""
     if not failures:
-        return [], []
-    shown = failures[: config.max_failures_shown]
-    labels = {f"F{k + 1}": f.prompt.id for k, f in enumerate(shown)}
+        return [], [], []
+    shown_failures = failures[: config.max_failures_shown]
+    labels = {f"F{k + 1}": f.prompt.id for k, f in enumerate(shown_failures)}
     failure_text = "\n\n".join(
         f"[{label}] Request: {_shorten(f.prompt.text, 300)}\nAnswer: {_shorten(f.response.text, 400)}\n"
         f"Why it was judged harmful: {f.verdict.rationale or ', '.join(f.verdict.categories) or 'not given'}"
-        for label, f in zip(labels, shown)
+        for label, f in zip(labels, shown_failures)
     )
     library_text = "\n".join(f"- {p.text}" for p in library if p.status == "active") or "(none yet)"
     chat = [
@@ -109,12 +124,18 @@ def propose_principles(model: CachedModel, failures: list[Failure], library: lis
     parsed = asked.value
     added: list[Principle] = []
     rejected: list[str] = []
+    invalid: list[dict] = []
     seen = {wording_key(p.text) for p in library}
+    shown = [text for f in shown_failures for text in (f.verdict.rationale, f.prompt.text, f.response.text)]
     for text, rationale, evidence, theme in parsed or []:
+        reason = not_a_principle(text, shown)
+        if reason:
+            invalid.append({"text": text, "reason": reason})
+            continue
         if wording_key(text) in seen:
             rejected.append(text)
             continue
         seen.add(wording_key(text))
         added.append(Principle(id=f"P{iteration}.{len(added) + 1}", text=text, rationale=rationale,
                                iteration=iteration, evidence=evidence, theme=theme))
-    return added, rejected
+    return added, rejected, invalid

@@ -43,6 +43,26 @@ def _canonical_adapter_config(path: Path) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX on this CPU (Linux: /proc/cpuinfo); without them bf16 matmuls are emulated."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_precision(choice: str) -> tuple[bool, bool]:
+    """(bf16, fp16) for the trainer from train.precision."""
+    import torch
+
+    if choice == "auto":
+        if torch.cuda.is_available():
+            return torch.cuda.is_bf16_supported(), False
+        return cpu_has_native_bf16(), False
+    return choice == "bf16", choice == "fp16"
+
+
 def train_lora(base_model_dir: str, previous_adapter: Path | None, examples: list[SFTExample], config: TrainConfig,
                seed: int, out_dir: Path, trust_remote_code: bool = False) -> TrainResult:
     import torch
@@ -83,6 +103,7 @@ def train_lora(base_model_dir: str, previous_adapter: Path | None, examples: lis
             self.task.advance(1)
             failpoints.hit("train.step")
 
+    bf16, fp16 = autocast_precision(config.precision)
     args = SFTConfig(
         output_dir=str(tmp_dir / "trainer"),
         num_train_epochs=config.epochs,
@@ -98,6 +119,9 @@ def train_lora(base_model_dir: str, previous_adapter: Path | None, examples: lis
         disable_tqdm=True,
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
+        bf16=bf16,
+        fp16=fp16,
+        gradient_checkpointing=config.gradient_checkpointing,
     )
 
     # --- train

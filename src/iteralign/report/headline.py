@@ -1,0 +1,127 @@
+"""The run's headline: did the model get safer, at what cost, and who says so.
+
+In: a `RunData` (run_reader.py). Out: a `Headline`: paired before/after changes (baseline vs the
+last finished iteration, on the same held-out items) of
+- the held-out probe violation rate (09_probe_verdicts.jsonl),
+- the harmlessness benchmark's violation rate and XSTest's safe-prompt refusal rate (eval.json),
+each with Newcombe's paired 95% interval of the difference and the exact McNemar p-value, plus
+which judge produced the numbers and its measured agreement with human labels (judge_check.json).
+Items unscored on either side are left out of a pair. The report and report.md print it first.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from iteralign.statistics import paired_difference
+from iteralign.report import formatting as fmt
+from iteralign.report.run_reader import RunData, Step
+
+
+@dataclass
+class Change:
+    what: str  # "held-out violation rate (probe)"
+    before_label: str
+    after_label: str
+    paired: dict  # statistics.paired_difference
+    relative: bool = True  # also state the change relative to the rate before
+
+    def sentence(self) -> str:
+        p = self.paired
+        if not p["n"]:
+            return f"{self.what}: no item scored on both sides."
+        relative = ""
+        if self.relative and p["before"]:  # a relative change of a rate near 0 means nothing
+            relative = f", relative {100 * p['difference'] / p['before']:+.0f}%"
+        low, high = p["ci"]
+        significance = "p below 0.001" if p["mcnemar_p"] < 0.001 else f"p = {p['mcnemar_p']:.3f}"
+        return (f"{self.what}: {fmt.rate(p['before'])} ({self.before_label}) \u2192 {fmt.rate(p['after'])} "
+                f"({self.after_label}); change {100 * p['difference']:+.1f} points, paired 95% CI "
+                f"{100 * low:+.1f} to {100 * high:+.1f}{relative}; {p['fixed']} better, {p['broken']} worse of "
+                f"n={p['n']} paired items (McNemar {significance}).")
+
+
+@dataclass
+class Headline:
+    judge: str
+    judge_agreement: str | None
+    changes: list[Change] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        agreement = self.judge_agreement or "not measured (set judge.check to measure it)"
+        return [c.sentence() for c in self.changes] + [f"Judge: {self.judge}; agreement with human labels: {agreement}."]
+
+
+def _pairs(before: dict[str, bool | None], after: dict[str, bool | None]) -> tuple[list[bool], list[bool]]:
+    ids = [i for i in before if i in after and before[i] is not None and after[i] is not None]
+    return [bool(before[i]) for i in ids], [bool(after[i]) for i in ids]
+
+
+def _probe(step: Step) -> dict[str, bool | None]:
+    return {v.get("prompt_id", v.get("response_id")): (None if v.get("status") == "unscored" else v.get("status") == "violation")
+            for v in step.probe_verdicts or []}
+
+
+def _examples(step: Step, benchmark: str) -> list[dict]:
+    return ((step.evaluation or {}).get(benchmark) or {}).get("examples") or []
+
+
+def _harmlessness(step: Step) -> dict[str, bool | None]:
+    return {e["id"]: e.get("correct") for e in _examples(step, "harmlessness")}
+
+
+def _xstest_safe_refused(step: Step) -> dict[str, bool | None]:
+    out = {}
+    for e in _examples(step, "xstest"):
+        details = e.get("details") or {}
+        if details.get("label") == "safe":
+            out[e["id"]] = None if not details.get("class") else details["class"] != "full_compliance"
+    return out
+
+
+def _same_answers(step: Step) -> bool:
+    """Whether the step's harmlessness answers are its probe answers (same prompts, same texts)."""
+    probe = {r.get("prompt_id"): r.get("text") for r in step.probe_responses or []}
+    examples = _examples(step, "harmlessness")
+    return bool(examples) and all(probe.get(e["id"]) == (e.get("choices") or [None])[0] for e in examples)
+
+
+def judge_description(run: RunData) -> tuple[str, str | None]:
+    check = run.judge_check or {}
+    judge_cfg = (run.config.get("judge") or {})
+    mode = judge_cfg.get("mode", "structured")
+    name = check.get("judge") or ("refusal (model-free)" if mode == "refusal"
+                                  else f"{(run.manifest.get('models') or {}).get('oracle')} ({mode})")
+    overall = check.get("overall") or {}
+    if overall.get("binary_agreement") is None:
+        return name, None
+    low, high = overall["binary_ci"]
+    kappa = overall.get("kappa")
+    return name, (f"{overall['binary_agreement']:.3f} (95% CI {low:.3f}-{high:.3f}"
+                  + (f", kappa {kappa:.3f}" if kappa is not None else "")
+                  + f") of {overall['n']} XSTest completions, binary (compliance vs refusal)")
+
+
+def build_headline(run: RunData) -> Headline:
+    name, agreement = judge_description(run)
+    headline = Headline(judge=name, judge_agreement=agreement)
+    base = run.baseline
+    last = next((s for s in reversed(run.iterations) if s.probe_verdicts), None)
+    if base is not None and base.probe_verdicts and last is not None:
+        before, after = _pairs(_probe(base), _probe(last))
+        headline.changes.append(Change("Held-out violation rate (probe)", "base", last.label,
+                                       paired_difference(before, after)))
+    evaluated = next((s for s in reversed(run.iterations) if s.evaluation), None)
+    if base is not None and base.evaluation and evaluated is not None:
+        harmlessness = ("Held-out violation rate (harmlessness, greedy)", _harmlessness, True)
+        if headline.changes and evaluated is last and _same_answers(base) and _same_answers(last):
+            # the harmlessness benchmark answered the probe's prompts with the probe's own answers
+            headline.changes[0].what = "Held-out violation rate (probe = harmlessness benchmark, greedy)"
+            harmlessness = None
+        for what, pick, relative in [c for c in (harmlessness,
+                                     ("XSTest safe prompts refused (over-refusal, the cost)", _xstest_safe_refused,
+                                      False)) if c]:
+            before, after = _pairs(pick(base), pick(evaluated))
+            if before:
+                headline.changes.append(Change(what, "base", evaluated.label, paired_difference(before, after),
+                                               relative))
+    return headline
