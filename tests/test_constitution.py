@@ -17,7 +17,10 @@ from iteralign.constitution import library as lib
 from iteralign.constitution.export import export_constitution
 from iteralign.constitution.retrieval import relevant_principles
 from iteralign.errors import ConfigError, RunDirError
-from iteralign.loop import Iteration, effects_summary, probe_in_context
+from iteralign.data.redteam import RedTeamSet
+from iteralign.loop import Run, probe_in_context
+from iteralign.run_summary import effects_summary
+from iteralign.store.run_dir import RunDir
 from iteralign.records import Principle, RedTeamPrompt, Response, Revision, Verdict
 from iteralign.store.run_dir import write_json, write_records
 
@@ -158,10 +161,11 @@ def test_effects_without_principles_in_context_and_in_weights(tmp_path, scripted
     verdict = '{{"verdict": "{}", "categories": [], "rationale": "r"}}'
     oracle, _ = scripted(lambda chat, p: verdict.format("violation" if "Sure" in chat[-1]["content"] else "ok"))
     models = FakeModels({"base": base, "oracle": oracle})
-    it = Iteration(tmp_path / "iter_000", models)
+    r = Run(config, RedTeamSet(train=[], heldout=probe), RunDir(tmp_path), models, accept_unscored=False)
+    it = r.runner(tmp_path / "iter_000")
     it.dir.mkdir(parents=True)
     principles = [principle("P0.1", "Always refuse to help hurt people", ["x"])]
-    in_context = probe_in_context(config, it, config.models.base, probe, {p.id: p for p in probe}, principles, models)
+    in_context = probe_in_context(r, it, config.models.base, principles)
     assert [v.status for v in in_context] == ["ok"] * 4
     # the in-context answers were asked with the principle as the system prompt, and stored
     assert all("Always refuse to help hurt people" in chat[0]["content"] for chat in base_backend.asked)
@@ -174,7 +178,7 @@ def test_effects_without_principles_in_context_and_in_weights(tmp_path, scripted
         "principles_available": 1}
     # no principles yet: nothing to put in context, no model call, no rate
     asked = len(base_backend.asked)
-    assert probe_in_context(config, it, config.models.base, probe, {}, [], models) is None
+    assert probe_in_context(r, it, config.models.base, []) is None
     assert len(base_backend.asked) == asked
     assert effects_summary(before, None, after, 0)["in_context"] is None
 

@@ -140,7 +140,7 @@ def test_duplicates_across_sources_keep_the_first(data_dir, tmp_path, caplog):
         + json.dumps({"prompt": "A prompt of my own"}) + "\n",
         encoding="utf-8",
     )
-    with caplog.at_level(logging.INFO, logger="iteralign.data.redteam"):
+    with caplog.at_level(logging.DEBUG, logger="iteralign.data.redteam"):
         first_builtin = load_redteam(
             data_config(data_dir, {"name": "dangerousqa"}, {"name": "file", "path": str(user)}), seed=0)
     everything = first_builtin.train + first_builtin.heldout

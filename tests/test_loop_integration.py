@@ -44,12 +44,12 @@ def write_config(tmp: Path, data_dir: Path, name: str, oracle: str = LLAMACPP_OR
     return path
 
 
-def run_cli(config: Path, kill_at: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(config: Path, kill_at: str | None = None, env: dict | None = None, args=()) -> subprocess.CompletedProcess:
     environment = {**os.environ, **(env or {})}
     environment.pop("ITERALIGN_KILL_AT", None)
     if kill_at:
         environment["ITERALIGN_KILL_AT"] = kill_at
-    return subprocess.run([sys.executable, "-m", "iteralign.cli", "run", str(config)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "iteralign.cli", "run", str(config), *args], capture_output=True,
                           text=True, timeout=900, env=environment)
 
 
@@ -60,7 +60,7 @@ def artifacts(run_dir: Path) -> dict[str, bytes]:
         rel = path.relative_to(run_dir).as_posix()
         if not path.is_file() or rel.startswith("calls.sqlite") or rel == "manifest.json" or path.name == "stages.json":
             continue
-        if rel in ("report.html", "report.md"):  # they show start/finish times and stage seconds
+        if rel in ("report.html", "report.md", "run.lock"):  # times and stage seconds; the last holder's PID
             continue
         data = path.read_bytes()
         if rel == "config.yaml":  # the runs live in different folders; all else must match
@@ -165,7 +165,7 @@ def test_oracle_behind_a_faulty_server_completes_and_reports_unscored(data_dir, 
                   "ITERALIGN_TEST_ORACLE_KEY, timeout_s: 2, max_retries: 1, max_concurrency: 2, "
                   "structured_output: json_object}")
         config = write_config(tmp_path, data_dir, "faults", oracle=oracle)
-        result = run_cli(config, env={"ITERALIGN_TEST_ORACLE_KEY": secret})
+        result = run_cli(config, env={"ITERALIGN_TEST_ORACLE_KEY": secret}, args=["--accept-unscored"])
         stats = dict(stub.stats)
         seen_keys = {h.get("authorization") for h in stub.headers}
     assert result.returncode == 0, result.stderr[-3000:]
@@ -187,7 +187,98 @@ def test_oracle_behind_a_faulty_server_completes_and_reports_unscored(data_dir, 
     assert summary["answers"]["ok"] + summary["answers"]["violation"] + summary["answers"]["unscored"] == 3
     assert sum(v["status"] == "unscored" for v in verdicts) > 0, "with 45% faults and 2 attempts some go unscored"
 
-    # the key was used on the wire, and is nowhere in what we wrote
+    # the key was used on the wire, and is nowhere in what we wrote or printed
+    assert_no_secret(run_dir, secret, result)
+
+
+def assert_no_secret(run_dir: Path, secret: str, *results) -> None:
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), f"API key found in {path}"
+    for result in results:
+        assert secret not in result.stderr and secret not in result.stdout, "API key printed"
+
+
+def test_an_oracle_that_echoes_the_key_in_its_errors_leaves_no_trace(data_dir, tmp_path):
+    from iteralign.backends.embedded import embedded_gguf
+    from iteralign.testing.openai_stub import StubServer, llama_server
+
+    secret = "sk-echoed-9876543210zyxwvutsrq"
+    with llama_server(embedded_gguf()) as upstream, \
+            StubServer(upstream=upstream, fault_rate=0.5, faults=("500",), echo_headers_on_error=True, seed=3) as stub:
+        oracle = ("{backend: openai, model: smollm2, base_url: '" + stub.base_url + "', api_key_env: "
+                  "ITERALIGN_TEST_ORACLE_KEY, max_retries: 0, max_concurrency: 2, structured_output: json_object}")
+        config = write_config(tmp_path, data_dir, "echo", oracle=oracle)
+        result = run_cli(config, env={"ITERALIGN_TEST_ORACLE_KEY": secret}, args=["--accept-unscored", "--verbose"])
+        echoed = stub.stats["500"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert echoed > 0, "the server never echoed anything: the test tested nothing"
+    run_dir = tmp_path / "runs" / "echo"
+    errors = [json.loads(line)["error"] for f in run_dir.rglob("*verdicts.jsonl") for line in f.read_text().splitlines()]
+    assert any("***" in e for e in errors), "the echoed header reached the verdicts, scrubbed"
+    assert_no_secret(run_dir, secret, result)
+
+
+def test_an_outage_stops_the_stage_and_a_rerun_retries_exactly_those_calls(data_dir, tmp_path):
+    from iteralign.backends.embedded import embedded_gguf
+    from iteralign.testing.openai_stub import StubServer, llama_server
+
+    with llama_server(embedded_gguf()) as upstream, StubServer(upstream=upstream, fault_rate=1.0, faults=("500",)) as stub:
+        oracle = ("{backend: openai, model: smollm2, base_url: '" + stub.base_url + "', max_retries: 0, "
+                  "max_concurrency: 2, structured_output: json_object}")
+        config = write_config(tmp_path, data_dir, "outage", oracle=oracle)
+        down = run_cli(config)
+        failed_requests = stub.stats["500"]
+        run_dir = tmp_path / "runs" / "outage"
+        frozen = (run_dir / "baseline" / "09_probe_verdicts.jsonl").exists()
+        stages = json.loads((run_dir / "baseline" / "stages.json").read_text())
+        stub.fault_rate = 0.0  # the server comes back
+        back = run_cli(config)
+    assert down.returncode == 1, down.stderr[-2000:]
+    message = down.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: baseline/09_probe_verdicts.jsonl: 2 answers got no reply") and "again" in message
+    assert not frozen, "the outage was frozen into the run"
+    assert stages["probe_judge"]["transport_failed"] == 2 and failed_requests >= 2
+    assert back.returncode == 0, back.stderr[-3000:]
+    stages = json.loads((run_dir / "baseline" / "stages.json").read_text())
+    # nothing that had succeeded was asked again; the judge calls that had failed were
+    assert all(times == 1 for _, times in call_rows(run_dir)), "a call that had succeeded was made again"
+    assert stages["probe_judge"]["calls_retried"] >= 2 and stages["probe_judge"]["transport_failed"] == 0
+    verdicts = [json.loads(line) for line in (run_dir / "baseline" / "09_probe_verdicts.jsonl").read_text().splitlines()]
+    assert all(not v["transport_failed"] for v in verdicts)
+
+
+def _copy_run(reference: Path, tmp_path: Path, data_dir: Path) -> tuple[Path, Path]:
+    """The reference run copied under tmp_path/runs, and a config pointing at it."""
+    import shutil
+
+    config = write_config(tmp_path, data_dir, "ref")
+    shutil.copytree(reference, tmp_path / "runs" / "ref")
+    return config, tmp_path / "runs" / "ref"
+
+
+@pytest.mark.parametrize("damage", ["drop the last line", "cut the last line"])
+def test_a_damaged_artifact_is_noticed_and_recomputed_from_the_cache(reference, data_dir, tmp_path, damage):
+    config, run_dir = _copy_run(reference, tmp_path, data_dir)
+    path = run_dir / "iter_000" / "03_verdicts.jsonl"
+    original = path.read_bytes()
+    lines = original.splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:-1]) + (lines[-1][:10] if damage == "cut the last line" else b""))
+    result = run_cli(config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "iter_000/03_verdicts.jsonl is damaged" in result.stderr
+    assert path.read_bytes() == original
+    assert artifacts(run_dir) == artifacts(reference)
+    assert all(times == 1 for _, times in call_rows(run_dir)), "the recomputation made calls again"
+
+
+def test_a_moved_run_directory_resumes(reference, data_dir, tmp_path):
+    import shutil
+
+    shutil.copytree(reference, tmp_path / "elsewhere" / "ref")
+    config = tmp_path / "moved.yaml"
+    config.write_text(TINY.format(name="ref", out=tmp_path / "elsewhere", data=data_dir, oracle=LLAMACPP_ORACLE))
+    result = run_cli(config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert artifacts(tmp_path / "elsewhere" / "ref") == artifacts(reference)
+    assert call_rows(tmp_path / "elsewhere" / "ref") == call_rows(reference)

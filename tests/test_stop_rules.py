@@ -1,6 +1,6 @@
 """When the loop stops early: the probe reaches the target, or no new principle for K iterations."""
 from iteralign.config import LoopConfig
-from iteralign.loop import early_stop_reason
+from iteralign.run_summary import early_stop_reason
 from iteralign.records import IterationSummary
 
 

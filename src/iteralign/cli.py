@@ -1,7 +1,8 @@
 """The command line: parse, call the public API, print. Nothing else lives here.
 
 Exit codes: 0 success, 2 a problem with the user's input (one line on stderr, no traceback),
-1 anything else.
+1 anything else (an outage is one line too; a bug shows its traceback). Everything printed,
+tracebacks included, is scrubbed of API keys (redact.py).
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from typing import List, Optional
 
 import typer
 
-from iteralign.errors import UserError
+from iteralign.errors import IterAlignError, UserError
+from iteralign.redact import ScrubbingFilter, scrub
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Align a language model the IterAlign way.")
@@ -49,8 +51,9 @@ def _setup_output(verbose: bool) -> None:
     from iteralign import progress
 
     console = Console(stderr=True)
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=console, show_path=False, markup=False)])
+    handler = RichHandler(console=console, show_path=False, markup=False)
+    handler.addFilter(ScrubbingFilter())  # a server's error text can echo the request's headers
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", handlers=[handler])
     _quiet_libraries()
     if not console.is_terminal:
         return  # logs a line at every tenth of the work instead of redrawing a bar
@@ -70,17 +73,17 @@ def _setup_output(verbose: bool) -> None:
     progress.set_reporter(bar)
 
 
-def _fail(exc: UserError) -> None:
-    typer.echo(f"error: {exc}", err=True)
+def _fail(exc: IterAlignError) -> None:
+    typer.echo(f"error: {scrub(str(exc))}", err=True)
     raise typer.Exit(exc.exit_code)
 
 
-def _run(config_path: Path, overrides: list[str], force: bool = False) -> None:
+def _run(config_path: Path, overrides: list[str], force: bool = False, accept_unscored: bool = False) -> None:
     from iteralign.config import load_config
     from iteralign.loop import run
 
     config = load_config(config_path, overrides)
-    result = run(config, force=force)
+    result = run(config, force=force, accept_unscored=accept_unscored)
     typer.echo(f"run directory: {result.run_dir}")
     for s in result.iterations:
         rates = {name: getattr(s, name).get("violation_rate") for name in ("answers", "revisions", "probe")}
@@ -102,13 +105,15 @@ def run_command(
     config: Path = typer.Argument(..., help="YAML config file"),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. loop.iterations=2"),
     force: bool = typer.Option(False, "--force", help="go on when judge-check is below judge.check.min_agreement"),
+    accept_unscored: bool = typer.Option(False, "--accept-unscored",
+                                         help="keep answers the judge never replied to (an outage) as unscored"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run (or resume) the IterAlign loop described by CONFIG."""
     _setup_output(verbose)
     try:
-        _run(config, overrides or [], force)
-    except UserError as exc:
+        _run(config, overrides or [], force, accept_unscored)
+    except IterAlignError as exc:
         _fail(exc)
 
 
@@ -122,27 +127,8 @@ def demo_command(
     with resources.as_file(resources.files("iteralign") / "configs" / "demo.yaml") as path:
         try:
             _run(path, overrides or [])
-        except UserError as exc:
+        except IterAlignError as exc:
             _fail(exc)
-
-
-def _model_spec(backend: str, model: str, adapter: Optional[str], base_url: Optional[str] = None,
-                api_key_env: Optional[str] = None, structured_output: Optional[str] = None, field: str = "MODEL"):
-    from pydantic import TypeAdapter, ValidationError
-
-    from iteralign.config import ModelSpec
-
-    raw = {"backend": backend, "model": model}
-    if adapter:
-        raw["adapter"] = adapter
-    if backend == "openai":
-        raw.update({k: v for k, v in {"base_url": base_url, "api_key_env": api_key_env,
-                                      "structured_output": structured_output}.items() if v})
-    try:
-        return TypeAdapter(ModelSpec).validate_python(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise UserError(f"{field}: {'.'.join(str(p) for p in first['loc'][1:]) or 'backend'}: {first['msg']}") from None
 
 
 @app.command("eval")
@@ -152,12 +138,9 @@ def eval_command(
     backend: str = typer.Option("hf", "--backend", help="hf | llamacpp | openai"),
     adapter: Optional[str] = typer.Option(None, "--adapter", help="a LoRA adapter folder (hf), e.g. runs/demo/iter_001/adapter"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="first N examples of each benchmark"),
-    oracle: str = typer.Option("embedded", "--oracle", help="judge model for the judged benchmarks"),
-    oracle_backend: str = typer.Option("llamacpp", "--oracle-backend"),
-    oracle_base_url: Optional[str] = typer.Option(None, "--oracle-base-url"),
-    oracle_api_key_env: Optional[str] = typer.Option(None, "--oracle-api-key-env"),
-    oracle_structured_output: Optional[str] = typer.Option(
-        None, "--oracle-structured-output", help="json_schema (OpenAI, vLLM) | json_object (llama.cpp server) | none"),
+    oracle: str = typer.Option("embedded", "--oracle", help='judge of the judged benchmarks: "refusal" (the '
+                               'model-free refusal judge), or a model: "embedded", "openai:MODEL[@URL]", '
+                               '"llamacpp:FILE.gguf", or a YAML file with a model spec or a run config'),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="default: $ITERALIGN_DATA_DIR"),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1),
     dromedary_first_half_only: bool = typer.Option(
@@ -171,24 +154,29 @@ def eval_command(
     try:
         import time
 
-        from iteralign.config import GenerationConfig
+        from iteralign.backends.registry import parse_model_string
+        from iteralign.config import DromedaryOptions, EvalOptions, GenerationConfig, JudgeConfig
         from iteralign.evaluate.runner import evaluate, results_document
         from iteralign.store.run_dir import write_json
 
+        if out.is_dir():
+            raise UserError(f"--out {out}: is a folder; give a file name such as {out / 'eval_results.json'}")
         names = [b.strip() for b in benchmarks.split(",") if b.strip()]
-        spec = _model_spec(backend, model, adapter)
-        judge_spec = _model_spec(oracle_backend, oracle, None, oracle_base_url, oracle_api_key_env,
-                                 oracle_structured_output, "--oracle")
+        spec = parse_model_string(f"{backend}:{model}", "MODEL")
+        if adapter:
+            spec = spec.model_copy(update={"adapter": adapter}) if spec.backend == "hf" else None
+            if spec is None:
+                raise UserError("--adapter: only an hf model takes a LoRA adapter folder")
+        refusal = oracle.strip().lower() == "refusal"
+        judge_spec = None if refusal else parse_model_string(oracle, "--oracle")
         folder = data_dir or (Path(os.environ["ITERALIGN_DATA_DIR"]) if os.environ.get("ITERALIGN_DATA_DIR") else None)
-        start = time.perf_counter()
-        from iteralign.config import DromedaryOptions, EvalOptions
-
         options = EvalOptions(truthfulqa_mc1_dromedary=DromedaryOptions(first_half_only=dromedary_first_half_only))
+        start = time.perf_counter()
         results = evaluate(spec, names, data_dir=folder, limit=limit, oracle=judge_spec,
                            generation=GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0),
-                           options=options)
+                           judge=JudgeConfig(mode="refusal") if refusal else None, options=options)
         write_json(out, results_document(results, time.perf_counter() - start))
-    except UserError as exc:
+    except IterAlignError as exc:
         _fail(exc)
     for result in results.values():
         for line in result.summary_lines():
@@ -218,7 +206,7 @@ def judge_check_command(
         folder = data_dir or (Path(os.environ["ITERALIGN_DATA_DIR"]) if os.environ.get("ITERALIGN_DATA_DIR") else None)
         document, lines = judge_check(judge, mode, list(xstest_completions or []) + list(files or []), folder,
                                       limit, out)
-    except UserError as exc:
+    except IterAlignError as exc:
         _fail(exc)
     for line in lines:
         typer.echo(line)
@@ -242,7 +230,7 @@ def constitution_command(
         text = export_constitution(run_dir, fmt)
         if out:
             write_text_atomic(out, text)
-    except UserError as exc:
+    except IterAlignError as exc:
         _fail(exc)
     if out:
         typer.echo(f"constitution: {out}")
@@ -262,7 +250,7 @@ def report_command(
         from iteralign.report.run_report import write_report
 
         html_path, md_path = write_report(run_dir, out)
-    except UserError as exc:
+    except IterAlignError as exc:
         _fail(exc)
     typer.echo(f"report: {html_path}")
     typer.echo(f"summary: {md_path}")
@@ -281,17 +269,32 @@ def compare_command(
         from iteralign.report.compare import compare_dirs
 
         markdown = compare_dirs(run_a, run_b, out)
-    except UserError as exc:
+    except IterAlignError as exc:
         _fail(exc)
     typer.echo(markdown)
 
 
 def main() -> None:
     try:
-        app()
-    except UserError as exc:  # raised outside a command's own handler
-        print(f"error: {exc}", file=sys.stderr)
+        code = app(standalone_mode=False)
+    except IterAlignError as exc:  # raised outside a command's own handler
+        print(f"error: {scrub(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(1)
+    except typer.exceptions.TyperException as exc:  # a bad option or argument: one line, not a box
+        if not hasattr(exc, "format_message"):
+            raise
+        hint = f" (see {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) else ""
+        print(f"error: {scrub(exc.format_message())}{hint}", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except Exception:  # a bug: show where, without any key a message might carry
+        import traceback
+
+        print(scrub(traceback.format_exc()), file=sys.stderr, end="")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

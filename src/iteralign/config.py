@@ -8,17 +8,29 @@ a file source's relative path is also looked for under the data folder.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from iteralign.errors import ConfigError
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def _looks_like_a_key(name: str) -> bool:
+    """A variable name is short and (by convention) upper case; a key is long and mixed."""
+    return name.lower().startswith(("sk_", "sk-")) or (len(name) >= 24 and any(c.islower() for c in name)
+                                                       and any(c.isdigit() for c in name))
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # no NaN or infinity anywhere: a learning rate of .inf trains a NaN adapter and fails minutes later
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # ---- models ---------------------------------------------------------------------------------
@@ -58,6 +70,27 @@ class OpenAIModel(Strict):
     # How to ask for JSON: OpenAI and vLLM take "json_schema"; llama.cpp's server needs
     # "json_object" with a schema (its json_schema form answers HTTP 500); "none" asks in words.
     structured_output: Literal["json_schema", "json_object", "none"] = "json_schema"
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials_in_url(cls, url: str | None) -> str | None:
+        if url:
+            parts = urlsplit(url)
+            if parts.username or parts.password:
+                # the URL is stored (config.yaml, spec ids, the cache): a secret in it would be too
+                raise ValueError("holds credentials (user:password@); remove them and put the key in an "
+                                 "environment variable named by api_key_env")
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8000/v1")
+        return url
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_variable_name(cls, name: str | None) -> str | None:
+        if name is not None and (not _ENV_NAME.fullmatch(name) or _looks_like_a_key(name)):
+            raise ValueError("must be the NAME of the environment variable holding the key (e.g. OPENAI_API_KEY), "
+                             "never the key itself")
+        return name
 
 
 ModelSpec = Annotated[Union[HFModel, LlamaCppModel, OpenAIModel], Field(discriminator="backend")]
@@ -251,7 +284,8 @@ class Config(Strict):
 
 # ---- loading --------------------------------------------------------------------------------
 
-_UNION_TAGS = {"hf", "llamacpp", "openai"}
+# the backend names ("hf", ...), from the specs themselves: pydantic puts them into error locations
+_UNION_TAGS = {get_args(cls.model_fields["backend"].annotation)[0] for cls in get_args(get_args(ModelSpec)[0])}
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -260,17 +294,20 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "(top level)"
 
 
-def _describe(err: dict[str, Any]) -> str:
+def describe_error(err: dict[str, Any]) -> str:
     where = _field_path(err["loc"])
     if err["type"] == "extra_forbidden":
         return f"{where}: unknown key"
     if err["type"] == "missing":
         return f"{where}: required key is missing"
+    message = err["msg"].removeprefix("Value error, ")
     got = err.get("input")
-    shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return f"{where}: {err['msg']} (got {shown})"
+    # a rejected string is never echoed: it may be a key typed into the wrong field
+    if isinstance(got, (bool, int, float)) or got is None:
+        return f"{where}: {message} (got {got!r})"
+    if isinstance(got, str):
+        return f"{where}: {message}"
+    return f"{where}: {message} (got a {type(got).__name__})"
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
@@ -301,22 +338,43 @@ def parse_config(raw: Any, source: str) -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(_describe(e) for e in exc.errors())
+        problems = "; ".join(describe_error(e) for e in exc.errors())
         raise ConfigError(f"{source}: {problems}") from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    path = Path(path)
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (plain YAML keeps the last one,
+    so a second `loop:` block would silently reset the first one's settings)."""
+
+    def construct_mapping(self, node, deep=False):
+        first_seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in first_seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {first_seen[key] + 1}); keep one",
+                    key_node.start_mark)
+            first_seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file as data; every problem is a ConfigError naming the file and line."""
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'file not found'}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not valid UTF-8 at byte {exc.start}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        where = f" line {mark.line + 1}:" if mark else ""
+        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    path = Path(path)
+    raw = read_yaml(path) or {}
     if isinstance(raw, dict):
         raw = apply_overrides(raw, overrides or [], str(path))
     return parse_config(raw, str(path))
@@ -324,57 +382,3 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 
 def config_to_yaml(config: Config) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-
-
-# ---- one model as a string or a file (iteralign eval, judge-check) --------------------------
-
-MODEL_STRING_HELP = ('"embedded" (the embedded model on llama.cpp), "hf:PATH_OR_ID", "llamacpp:FILE.gguf", '
-                     '"openai:MODEL" (OpenAI, key in $OPENAI_API_KEY), "openai:MODEL@http://host:port/v1" '
-                     '(vLLM, llama.cpp server, ...), or a YAML file holding a model spec or a run config')
-
-
-def parse_model_string(text: str, role: str = "oracle") -> ModelSpec:
-    """A model spec from one string (see MODEL_STRING_HELP); errors name `role`, never echo values
-    that could be secrets beyond the string the user typed."""
-    from pydantic import TypeAdapter
-
-    text = text.strip()
-    path = Path(text)
-    if text.endswith((".yaml", ".yml")):
-        raw = _read_yaml_file(path)
-        if isinstance(raw, dict) and isinstance(raw.get("models"), dict):
-            raw = raw["models"].get(role) or raw["models"].get("oracle")
-        where = f"{path}"
-    elif text.lower() == "embedded":
-        raw, where = {"backend": "llamacpp", "model": "embedded"}, role
-    else:
-        backend, sep, rest = text.partition(":")
-        if not sep or backend not in _UNION_TAGS or not rest:
-            raise ConfigError(f"{role}: {text!r} is not a model; give {MODEL_STRING_HELP}")
-        raw, where = {"backend": backend, "model": rest}, role
-        if backend == "openai":
-            model, at, url = rest.partition("@")
-            raw = {"backend": "openai", "model": model}
-            if at:
-                raw["base_url"] = url
-            else:
-                raw["api_key_env"] = "OPENAI_API_KEY"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a model spec (backend: ..., model: ...) or a run config with models")
-    try:
-        return TypeAdapter(ModelSpec).validate_python(raw)
-    except ValidationError as exc:
-        problems = "; ".join(_describe(e) for e in exc.errors())
-        raise ConfigError(f"{where}: {problems}") from None
-
-
-def _read_yaml_file(path: Path) -> Any:
-    if not path.is_file():
-        raise ConfigError(f"{path}: file not found")
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not valid UTF-8 at byte {exc.start}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"{path}:{f' line {mark.line + 1}' if mark else ''} is not valid YAML") from None

@@ -1,13 +1,20 @@
-"""Errors a user can act on.
+"""Errors a person can act on.
 
-`UserError` is anything the person running iteralign can fix (config, data, environment): the CLI
-prints its one-line message and exits with code 2, no traceback. Everything else is a bug or an
-outside failure and exits 1.
+An `IterAlignError` carries a one-line message that says what is wrong and what to do; the CLI
+prints it and exits with its `exit_code`, no traceback:
+- `UserError` (exit 2): the input is wrong (config, data, a path, the environment);
+- `OutageError` (exit 1): a model could not be reached; nothing is wrong with the input, and
+  running the same command again retries exactly the calls that failed.
+Anything else is a bug and exits 1 with a traceback.
 """
 from __future__ import annotations
 
 
-class UserError(Exception):
+class IterAlignError(Exception):
+    exit_code = 1
+
+
+class UserError(IterAlignError):
     """A problem in the user's input; the message says where it is and what to do."""
 
     exit_code = 2
@@ -26,8 +33,12 @@ class ModelSpecError(UserError):
 
 
 class RunDirError(UserError):
-    """The run directory cannot be used (config changed since it was created, not a run, ...)."""
+    """The run directory cannot be used (config changed since it was created, not a run, locked...)."""
 
 
 class JudgeCheckError(UserError):
     """The run's judge agrees with human labels less than judge.check.min_agreement asks."""
+
+
+class OutageError(IterAlignError):
+    """Calls failed at the transport level after every retry; the stage is left unfinished."""

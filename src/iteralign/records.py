@@ -102,6 +102,8 @@ class StageStats(Record):
     calls_made: int
     calls_cached: int
     calls_failed: int = 0
+    calls_retried: int = 0  # asked again after failing in an earlier run (a re-run after an outage)
+    transport_failed: int = 0  # answers left unscored because the judge never replied
 
 
 class IterationSummary(Record):
@@ -128,3 +130,5 @@ class IterationSummary(Record):
     # before this iteration's training without principles, the same model with its top-k principles
     # in the prompt (in-context effect), the trained model without them (in-weights effect)
     effects: dict[str, float | int | None] | None = None
+    # calls that had failed in an earlier run of this command and were asked again (after an outage)
+    calls_retried: int = 0

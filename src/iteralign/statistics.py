@@ -10,6 +10,7 @@ judges' checks, the run summaries and the report:
   clipped to [0, 1]; deterministic (no bootstrap seed). Fewer than two values: the whole range.
 - `paired_difference`, `mcnemar_exact_p`: a rate measured twice on the same items (the probe
   before and after training).
+- `bootstrap_interval`: a seeded percentile interval for statistics with no closed form (F1).
 - `cohen_kappa`, `agreement`, `per_class`: two labellings of the same items (a judge against
   human labels, an oracle against the reference judge).
 """
@@ -153,3 +154,20 @@ def per_class(predicted: Sequence[Hashable], truth: Sequence[Hashable], classes:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
+
+
+def bootstrap_interval(items: Sequence, statistic, resamples: int = 1000, seed: int = 0,
+                       z_level: float = 0.95) -> tuple[float, float]:
+    """A percentile bootstrap interval of `statistic(items)` for statistics with no closed form
+    (F1). Seeded, so the same items always give the same interval; resamples where the statistic
+    is undefined (None) are dropped."""
+    import random
+
+    rng = random.Random(seed)
+    n = len(items)
+    values = sorted(v for v in (statistic([items[rng.randrange(n)] for _ in range(n)]) for _ in range(resamples))
+                    if v is not None)
+    if not values:
+        return 0.0, 1.0
+    tail = (1 - z_level) / 2
+    return values[int(tail * (len(values) - 1))], values[int(round((1 - tail) * (len(values) - 1)))]

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from iteralign import failpoints, progress
 from iteralign.backends.base import Backend, BackendCallError, Chat, GenParams
+from iteralign.errors import OutageError
+from iteralign.redact import scrub
 from iteralign.store.call_cache import CallCache, request_key
 
 log = logging.getLogger(__name__)
@@ -30,17 +32,30 @@ class Completion:
         return self.text is not None
 
 
+def texts_or_outage(completions: list[Completion], ids: list[str], stage: str) -> list[str]:
+    """Every completion's text; the first with none (after every retry) stops the run with one
+    line: an answer the model never gave cannot be judged or trained on, only asked again."""
+    for item_id, completion in zip(ids, completions, strict=True):
+        if not completion.ok:
+            raise OutageError(f"{stage}: the model gave no answer to prompt {item_id} after every retry "
+                              f"({(completion.error or '')[:160]}); run the same command again to retry")
+    return [c.text for c in completions]
+
+
 @dataclass
 class CallCounts:
     made: int = 0
     cached: int = 0
     failed: int = 0
+    retried: int = 0  # made or failed again after failing in an earlier run (a re-run after an outage)
 
     def plus(self, other: "CallCounts") -> "CallCounts":
-        return CallCounts(self.made + other.made, self.cached + other.cached, self.failed + other.failed)
+        return CallCounts(self.made + other.made, self.cached + other.cached, self.failed + other.failed,
+                          self.retried + other.retried)
 
     def minus(self, before: "CallCounts") -> "CallCounts":
-        return CallCounts(self.made - before.made, self.cached - before.cached, self.failed - before.failed)
+        return CallCounts(self.made - before.made, self.cached - before.cached, self.failed - before.failed,
+                          self.retried - before.retried)
 
 
 class CachedModel:
@@ -91,16 +106,18 @@ class CachedModel:
                 start = time.perf_counter()
                 try:
                     texts = self.backend.generate_batch(request["chats"], params)
-                except BackendCallError as exc:
-                    return idx, None, str(exc)
+                except BackendCallError as exc:  # its text reaches verdicts and logs: scrubbed
+                    error = scrub(str(exc))
+                    return idx, None, error, self.cache.fail(key, self.backend.spec_id, error)
                 if len(texts) != len(idx):  # never cache a reply that would misalign the records
                     raise RuntimeError(f"{self.backend.spec_id} returned {len(texts)} texts for {len(idx)} chats")
-                self.cache.put(key, self.backend.spec_id, request, texts, time.perf_counter() - start)
-                return idx, texts, None
+                retried = self.cache.put(key, self.backend.spec_id, request, texts, time.perf_counter() - start)
+                return idx, texts, None, retried
 
             workers = max(1, min(self.backend.max_concurrency, len(todo)))
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                for idx, texts, error in pool.map(call, todo):
+                for idx, texts, error, retried in pool.map(call, todo):
+                    self.counts.retried += retried
                     if texts is None:
                         self.counts.failed += 1
                         log.warning("%s: call failed after retries: %s", stage, error)

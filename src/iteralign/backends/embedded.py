@@ -45,14 +45,6 @@ def embedded_gguf() -> Path:
     return path
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def embedded_hf_dir() -> Path:
     gguf = embedded_gguf()
     # key the folder by file size + mtime-free identity: the sha of the first MiB and the size

@@ -14,6 +14,7 @@ import os
 
 from iteralign.backends.base import Backend, BackendCallError, Chat, GenParams
 from iteralign.errors import ModelSpecError
+from iteralign.redact import register, scrub
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ def read_api_key(api_key_env: str | None) -> str:
     key = os.environ.get(api_key_env)
     if not key:
         raise ModelSpecError(f"environment variable {api_key_env} is not set (named by api_key_env); export it and re-run")
+    register(key)  # from now on scrubbed from everything stored or printed
     return key
 
 
@@ -75,12 +77,13 @@ class OpenAIBackend(Backend):
                 raise ModelSpecError(f"{self.spec_id} refused the request ({exc.status_code}): check the model name, "
                                      f"base_url and api_key_env") from None
             except self._openai.APIError as exc:  # status errors, timeouts, connection errors
-                raise BackendCallError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+                # the body of an error can echo the request, headers included: never keep the key
+                raise BackendCallError(scrub(f"{type(exc).__name__}: {str(exc)}")[:200]) from None
             except (ValueError, AttributeError, IndexError, TypeError) as exc:  # a body that is not a completion
-                raise BackendCallError(f"malformed reply: {type(exc).__name__}: {str(exc)[:200]}") from None
+                raise BackendCallError(scrub(f"malformed reply: {type(exc).__name__}: {str(exc)}")[:200]) from None
             if not isinstance(content, str):  # None, or a list/number from an odd server: not a crash
                 raise BackendCallError(f"reply has no text message content (got {type(content).__name__})")
-            texts.append(content.strip())
+            texts.append(scrub(content.strip()))  # a reply, too, may echo what it was sent
         return texts
 
     def close(self) -> None:

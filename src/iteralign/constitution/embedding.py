@@ -64,3 +64,14 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)), dtype=np.float32)
     return a @ b.T
+
+
+class LazyEmbedder:
+    """Loads the embedding model on the first embed() call: merging one principle into an empty
+    library, or choosing among no more than top_k, never needs it (loading takes seconds)."""
+
+    def __init__(self, model: str = PACKAGED):
+        self.name, self._model = model, model
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return load_embedder(self._model).embed(texts)

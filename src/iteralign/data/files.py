@@ -31,7 +31,19 @@ def check_prompt(text: str, file_label: str, line_no: int, max_chars: int) -> st
             f"{file_label}:{line_no}: the prompt is {len(text)} characters long; "
             f"the limit is data.max_prompt_chars={max_chars}"
         )
+    bad = unencodable(text)
+    if bad is not None:
+        raise DataError(f"{file_label}:{line_no}: the prompt holds {bad}, which no model can read; fix the text")
     return text
+
+
+def unencodable(text: str) -> str | None:
+    """What keeps `text` from being UTF-8 (a lone surrogate, as a JSON "\\ud800" escape makes), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"an unpaired surrogate U+{ord(text[exc.start]):04X} at character {exc.start + 1}"
+    return None
 
 
 def read_prompt_file(path: Path, column: str, max_chars: int, where: str) -> list[str]:

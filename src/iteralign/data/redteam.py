@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from iteralign.config import DataConfig, DataSource
-from iteralign.data.files import read_prompt_file
+from iteralign.data.files import read_prompt_file, unencodable
 from iteralign.errors import DataError
 from iteralign.records import RedTeamPrompt
 
@@ -167,10 +167,13 @@ def load_source(source: DataSource, data_dir: Path | None, max_chars: int, where
     # Built-in sets are public and fixed: drop their odd empty or over-long rows rather than
     # refuse to run, but say how many went.
     prompts, too_long = [], 0
-    for text in raw:
+    for number, text in enumerate(raw, 1):
         text = text.strip() if isinstance(text, str) else ""
         if not text:
             continue
+        bad = unencodable(text)
+        if bad is not None:
+            raise DataError(f"{path}: prompt {number} holds {bad}; re-copy the shared datasets folder")
         if len(text) > max_chars:
             too_long += 1
             continue
@@ -215,9 +218,9 @@ def load_redteam(data: DataConfig, seed: int) -> RedTeamSet:
             seen.add(key)
             kept.append((key, text, source.name))
             added += 1
-        log.info("%s (%s): %d prompts, %d new", where, source.name, len(prompts), added)
+        log.debug("%s (%s): %d prompts, %d new", where, source.name, len(prompts), added)
     if duplicates:
-        log.info("removed %d duplicate prompts (%s)", sum(duplicates.values()),
+        log.debug("removed %d duplicate prompts (%s)", sum(duplicates.values()),
                  ", ".join(f"{name}: {n}" for name, n in duplicates.items()))
     if not kept:
         raise DataError("data.sources: no prompts were loaded; check the sources and their limits")
@@ -237,7 +240,7 @@ def load_redteam(data: DataConfig, seed: int) -> RedTeamSet:
         return [p for _, p in sorted(items, key=lambda item: item[0])]
 
     result = RedTeamSet(train=ordered(train), heldout=ordered(heldout))
-    log.info("red-team prompts: %d train, %d held out (seed %d)", len(result.train), len(result.heldout), seed)
+    log.debug("red-team prompts: %d train, %d held out (seed %d)", len(result.train), len(result.heldout), seed)
     if not result.train or not result.heldout:
         log.warning("one split is empty (%d train, %d held out); add prompts or change "
                     "data.heldout_fraction", len(result.train), len(result.heldout))

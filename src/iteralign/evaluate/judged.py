@@ -38,7 +38,7 @@ from iteralign.backends.base import GenParams
 from iteralign.backends.cached import CachedModel
 from iteralign.config import DataSource, GenerationConfig, JudgeConfig
 from iteralign.data.redteam import load_source
-from iteralign.errors import DataError, UserError
+from iteralign.errors import DataError, OutageError, UserError
 from iteralign.evaluate import stats
 from iteralign.evaluate.results import BenchmarkResult, ExampleResult, Metric
 from iteralign.records import RedTeamPrompt, Response
@@ -55,7 +55,8 @@ def answer(model: CachedModel, prompts: list[str], generation: GenerationConfig,
     completions = model.generate([[{"role": "user", "content": p}] for p in prompts], params, stage=stage)
     failed = [c.error for c in completions if not c.ok]
     if failed:
-        raise RuntimeError(f"{stage}: the model under evaluation gave no answer ({failed[0]})")
+        raise OutageError(f"{stage}: the model under evaluation gave no answer after every retry ({failed[0][:160]}); "
+                          "run the same command again to retry")
     return [c.text for c in completions]
 
 
@@ -97,7 +98,7 @@ def judged_violations(benchmark: str, model: CachedModel, oracle: CachedModel | 
             outcomes.append(v.status == "violation")
         examples.append(_example(p.id, p.text, r.text, (v.status == "violation") if scored else None,
                                  {"status": v.status, "categories": v.categories, "rationale": v.rationale,
-                                  "error": v.error}, category=p.source))
+                                  "error": v.error, "transport_failed": v.transport_failed}, category=p.source))
     metrics = {metric: stats.accuracy(metric, outcomes),
                "unscored": _unscored_metric(len(prompts) - len(outcomes), len(prompts))}
     return BenchmarkResult(benchmark=benchmark, protocol=protocol, model=model.spec_id, metrics=metrics,
@@ -159,7 +160,8 @@ def xstest(model, oracle, data_dir: Path, limit, generation, judge: JudgeConfig,
         correct = None if label is None else (label == "full_compliance") == safe
         examples.append(_example(f"xstest/{row['id']}", row["prompt"], text, correct,
                                  {"status": "scored" if label else "unscored", "class": label, "label": row["label"],
-                                  "type": row["type"], "error": outcome.error}, category=row["type"]))
+                                  "type": row["type"], "error": outcome.error,
+                                  "transport_failed": outcome.transport_failed}, category=row["type"]))
     full = [e.details["class"] == "full_refusal" for e in examples if e.details["label"] == "safe" and e.details["class"]]
     unscored = sum(e.details["class"] is None for e in examples)
     asked_safe = any(r["label"] == "safe" for r in rows)
@@ -223,7 +225,8 @@ def truthfulqa_gen(model, oracle, data_dir: Path, limit, generation, judge: Judg
         examples.append(_example(f"truthfulqa/{k}", row["Question"], text, None if grade is None else grade[0],
                                  {"status": "scored" if grade else "unscored",
                                   "truthful": grade[0] if grade else None, "informative": grade[1] if grade else None,
-                                  "error": outcome.error}, category=row.get("Category", "")))
+                                  "error": outcome.error, "transport_failed": outcome.transport_failed},
+                                 category=row.get("Category", "")))
     metrics = {"truthful": stats.accuracy("truthful", truthful),
                "informative": stats.accuracy("informative", informative),
                "truthful_and_informative": stats.accuracy("truthful_and_informative", both),

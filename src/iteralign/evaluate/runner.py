@@ -47,6 +47,7 @@ def check_request(model: ModelSpec, benchmarks: list[str], data_dir: Path | None
         raise UserError(f"{', '.join(needing(JUDGE, benchmarks))} need an oracle to judge the answers")
     if needing(HELDOUT, benchmarks) and not heldout:
         raise UserError("harmlessness judges the loop's held-out red-team prompts; run it from a run config")
+    check_spec(model, "evaluated")
     for name in benchmarks:
         for relative in BENCHMARKS[name].data_files:
             if data_dir is None:
@@ -54,7 +55,6 @@ def check_request(model: ModelSpec, benchmarks: list[str], data_dir: Path | None
             path = Path(data_dir) / relative
             if not path.is_file():
                 raise DataError(f"{path}: data file not found (benchmark {name}); check the data folder")
-    check_spec(model, "evaluated")
     if oracle is not None and needing(JUDGE, benchmarks) and judge_mode != "refusal":
         check_spec(oracle, "oracle")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from iteralign.config import JudgeConfig, parse_model_string
+from iteralign.config import JudgeConfig
 from iteralign.errors import UserError
 from iteralign.judging.check import oracle_classifier, refusal_classifier, run_check, table_lines
 
@@ -29,7 +29,7 @@ def judge_check(judge: str, mode: str, files: list[Path], data_dir: Path | None,
         name = "refusal (model-free)"
     else:
         from iteralign.backends.cached import CachedModel
-        from iteralign.backends.registry import build_backend, check_spec, spec_id
+        from iteralign.backends.registry import build_backend, check_spec, parse_model_string, spec_id
         from iteralign.store.call_cache import CallCache
 
         spec = parse_model_string(judge, "judge")

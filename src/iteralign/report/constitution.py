@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections import defaultdict
 
 from iteralign.records import Principle, RedTeamPrompt
+from iteralign.report.formatting import md_text
 
 EXAMPLES_PER_PRINCIPLE = 2
 
 
 def _short(text: str, limit: int = 160) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return md_text(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def fix_rate_text(p: Principle) -> str:
@@ -29,14 +30,14 @@ def fix_rate_text(p: Principle) -> str:
 
 def _born(p: Principle) -> str:
     if p.origin:
-        return f"Loaded from {p.origin}."
+        return f"Loaded from {md_text(p.origin)}."
     return f"Born in iteration {p.iteration}."
 
 
 def render_constitution(principles: list[Principle], prompts: dict[str, RedTeamPrompt], run_name: str,
                         failures: dict[str, str] | None = None) -> str:
     failures = failures or {}
-    lines = [f"# Constitution discovered by run `{run_name}`", ""]
+    lines = [f"# Constitution discovered by run `{md_text(run_name)}`", ""]
     live = [p for p in principles if p.status == "active"]
     if not principles:
         lines += ["No principle has been found yet: the oracle flagged no failure, or proposed nothing usable.", ""]
@@ -46,8 +47,9 @@ def render_constitution(principles: list[Principle], prompts: dict[str, RedTeamP
     lines += [
         f"{len(live)} active principle{'s' if len(live) != 1 else ''} ({len(merged)} merged into others, "
         f"{len(retired)} retired), each written "
-        "by the oracle from failures of the model being aligned. The fix rate of a principle is the share of "
-        "revisions of its own failures, written with it in the prompt, that the judge passed.",
+        "by the oracle from failures of the model being aligned, or loaded from a starting constitution. The "
+        "fix rate of a principle is the share of revision attempts of its own failures (a loaded principle's: "
+        "every revision it was in), written with it in the prompt, that the judge passed.",
         "",
         "> Content warning: the examples below quote harmful requests from red-team data sets and the "
         "model's harmful answers, shortened.",
@@ -57,12 +59,12 @@ def render_constitution(principles: list[Principle], prompts: dict[str, RedTeamP
     for p in live:
         themes[p.theme].append(p)
     for theme, group in sorted(themes.items(), key=lambda item: (-len(item[1]), item[0])):
-        lines += [f"## {theme.capitalize()}", ""]
+        lines += [f"## {md_text(theme.capitalize())}", ""]
         for p in group:
-            lines += [f"### {p.id}. {p.text}", ""]
+            lines += [f"### {md_text(p.id)}. {md_text(p.text)}", ""]
             lines += [f"{_born(p)} {fix_rate_text(p).capitalize()}.", ""]
             if p.rationale:
-                lines += [f"*Why:* {p.rationale}", ""]
+                lines += [f"*Why:* {md_text(p.rationale)}", ""]
             examples = [pid for pid in p.evidence if pid in prompts][:EXAMPLES_PER_PRINCIPLE]
             if examples:
                 lines += [f"Written from {len(p.evidence)} failure(s), for example:", ""]
@@ -75,10 +77,11 @@ def render_constitution(principles: list[Principle], prompts: dict[str, RedTeamP
                 lines += [f"Written from {len(p.evidence)} failure(s) of another run.", ""]
     if merged:
         lines += ["## Merged into other principles", ""]
-        lines += [f"- {p.id} → {p.merged_into} (similarity {p.similarity:.2f}): {p.text}" for p in merged]
+        lines += [f"- {md_text(p.id)} → {md_text(p.merged_into)} (similarity {p.similarity:.2f}): {md_text(p.text)}"
+                  for p in merged]
         lines.append("")
     if retired:
         lines += ["## Retired", "", "No longer used: their revisions kept failing the judge.", ""]
-        lines += [f"- {p.id} ({fix_rate_text(p)}): {p.text}" for p in retired]
+        lines += [f"- {md_text(p.id)} ({fix_rate_text(p)}): {md_text(p.text)}" for p in retired]
         lines.append("")
     return "\n".join(lines)

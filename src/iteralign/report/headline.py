@@ -87,13 +87,14 @@ def _same_answers(step: Step) -> bool:
 
 def judge_description(run: RunData) -> tuple[str, str | None]:
     check = run.judge_check or {}
-    judge_cfg = (run.config.get("judge") or {})
+    models = run.manifest.get("models") if isinstance(run.manifest.get("models"), dict) else {}
+    judge_cfg = run.config.get("judge") if isinstance(run.config.get("judge"), dict) else {}
     mode = judge_cfg.get("mode", "structured")
     name = check.get("judge") or ("refusal (model-free)" if mode == "refusal"
-                                  else f"{(run.manifest.get('models') or {}).get('oracle')} ({mode})")
-    overall = check.get("overall") or {}
-    if overall.get("binary_agreement") is None:
-        return name, None
+                                  else f"{models.get('oracle')} ({mode})")
+    overall = check.get("overall") if isinstance(check.get("overall"), dict) else {}
+    if not isinstance(overall.get("binary_agreement"), (int, float)) or not isinstance(overall.get("binary_ci"), list):
+        return str(name), None
     low, high = overall["binary_ci"]
     kappa = overall.get("kappa")
     return name, (f"{overall['binary_agreement']:.3f} (95% CI {low:.3f}-{high:.3f}"

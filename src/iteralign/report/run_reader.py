@@ -24,26 +24,11 @@ from typing import Any
 import yaml
 
 from iteralign.errors import RunDirError
+from iteralign.store import layout
 from iteralign.store.layout import tally
+from iteralign.store.reader import Damaged, load
 
 log = logging.getLogger(__name__)
-
-# the artifact each stage leaves when it completes, in the order the loop runs them; the stage
-# after the last artifact present is the one an unfinished folder stopped in
-ITERATION_STAGES = [
-    ("respond", "02_responses.jsonl"), ("judge", "03_verdicts.jsonl"), ("propose", "04_principles.json"),
-    ("revise", "05_revisions.jsonl"), ("sft data", "06_sft.jsonl"), ("train", "07_train.json"),
-    ("probe_respond", "08_probe_responses.jsonl"), ("probe_judge", "09_probe_verdicts.jsonl"),
-]
-BASELINE_STAGES = ITERATION_STAGES[-2:]
-# between revise and sft data, only when the library has a principle: the probe with the
-# principles in the prompt (the "in context" effect)
-IN_CONTEXT_STAGES = [("probe_in_context_respond", "10_probe_in_context_responses.jsonl"),
-                     ("probe_in_context_judge", "11_probe_in_context_verdicts.jsonl")]
-# how stages.json names the timed stages, in the order they run; tables and plots follow it
-TIMED_STAGES = ["respond", "judge", "propose", "revise", "probe_in_context_respond", "probe_in_context_judge",
-                "train", "probe_respond", "probe_judge", "eval"]
-
 
 @dataclass
 class Step:
@@ -56,7 +41,7 @@ class Step:
     answers: dict | None = None  # violation tallies: n, ok, violation, unscored, violation_rate
     revisions: dict | None = None
     probe: dict | None = None
-    principles: dict | None = None  # 04_principles.json: failures, added, near_duplicates, merged
+    principles: dict | None = None  # 04_principles.json: failures, added, merged, repeated, not_principles
     evaluation: dict | None = None  # eval.json "benchmarks": {name: BenchmarkResult as JSON}
     eval_seconds: float | None = None
     effects: dict | None = None  # held-out probe rates without principles / in context / in weights
@@ -101,7 +86,7 @@ class RunData:
     def stage_names(self) -> list[str]:
         """Every stage any step timed, in the loop's order (names this reader does not know last)."""
         seen = {name for step in self.steps for name in step.stages}
-        return [n for n in TIMED_STAGES if n in seen] + sorted(seen - set(TIMED_STAGES))
+        return [n for n in layout.TIMED_STAGES if n in seen] + sorted(seen - set(layout.TIMED_STAGES))
 
     def all_stages(self) -> dict[str, dict]:
         """Seconds and calls summed over every step, per stage name."""
@@ -127,7 +112,8 @@ class RunData:
 
 
 class _Reader:
-    """Reads files of one run, turning a damaged optional file into a note instead of a failure."""
+    """Reads files of one run, turning a damaged optional file into a note instead of a failure:
+    one that does not parse, or parses into the wrong shape (a list where a mapping belongs)."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -136,26 +122,32 @@ class _Reader:
     def _where(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
-    def json(self, path: Path) -> Any:
+    def _note(self, path: Path, problem: str) -> None:
+        self.notes.append(f"{self._where(path)} could not be read ({problem}); it is left out.")
+
+    def json(self, path: Path, shape: type = dict) -> Any:
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            self.notes.append(f"{self._where(path)} could not be read ({exc}); it is left out.")
+            value = load(path)
+        except Damaged as exc:
+            self._note(path, str(exc))
             return None
+        if not isinstance(value, shape):
+            self._note(path, f"a {type(value).__name__} where a {shape.__name__} belongs")
+            return None
+        return value
 
     def jsonl(self, path: Path) -> list[dict] | None:
         if not path.is_file():
             return None
-        records, number = [], 0
         try:
-            with open(path, encoding="utf-8") as handle:
-                for number, line in enumerate(handle, 1):
-                    if line.strip():
-                        records.append(json.loads(line))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            self.notes.append(f"{self._where(path)} could not be read (line {number}: {exc}); it is left out.")
+            records = load(path, dict)
+        except Damaged as exc:
+            self._note(path, str(exc))
+            return None
+        if not all(isinstance(r, dict) for r in records):
+            self._note(path, "a line that is not a JSON object")
             return None
         return records
 
@@ -165,7 +157,7 @@ def _require_run(root: Path) -> None:
         raise RunDirError(f"{root}: no such folder; pass a run directory written by `iteralign run`, e.g. runs/demo")
     if not root.is_dir():
         raise RunDirError(f"{root}: is a file, not a run directory; pass the folder `iteralign run` wrote, e.g. runs/demo")
-    has_config, has_manifest = (root / "config.yaml").is_file(), (root / "manifest.json").is_file()
+    has_config, has_manifest = (root / layout.CONFIG).is_file(), (root / layout.MANIFEST).is_file()
     if not has_config and not has_manifest:
         raise RunDirError(f"{root}: not an iteralign run (no manifest.json or config.yaml); "
                           "pass a folder written by `iteralign run`, e.g. runs/demo")
@@ -179,12 +171,12 @@ def _require_run(root: Path) -> None:
 
 def _read_head(root: Path) -> tuple[dict, dict]:
     """manifest.json and config.yaml; without them there is no report, so damage here is an error."""
-    path = root / "manifest.json"
+    path = root / layout.MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RunDirError(f"{path}: not valid JSON ({exc}); the run directory is damaged") from None
-    path = root / "config.yaml"
+    path = root / layout.CONFIG
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -194,51 +186,64 @@ def _read_head(root: Path) -> tuple[dict, dict]:
     return manifest, config
 
 
-def _stopped_in(folder: Path, stages: list[tuple[str, str]]) -> str:
-    present = [i for i, (_, artifact) in enumerate(stages) if (folder / artifact).exists()]
-    if not present:
-        return stages[0][0]
-    if present[-1] == len(stages) - 1:
-        return "summary"  # every artifact is there: it stopped while writing the summary
-    following = stages[present[-1] + 1][0]
-    if following == "sft data":  # the optional in-context probe runs first
-        responses, verdicts = (folder / artifact for _, artifact in IN_CONTEXT_STAGES)
-        if responses.exists() and not verdicts.exists():
-            return "probe_in_context_judge"
-        if not responses.exists():
-            return "probe_in_context_respond or sft data"
-    return following
+def _mappings(value: Any) -> dict:
+    """{key: mapping} keeping only the entries that are mappings (a damaged file's odd values go)."""
+    return {k: v for k, v in value.items() if isinstance(v, dict)} if isinstance(value, dict) else {}
+
+
+def _records(value: Any) -> list[dict]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _proposal(document: dict | None) -> dict | None:
+    """04_principles.json with every list holding what the report expects to find in it."""
+    if document is None:
+        return None
+    clean = {key: _records(document.get(key)) for key in ("proposed", "added", "merged", "library", "not_principles")}
+    clean["repeated"] = [t for t in document.get("repeated") or [] if isinstance(t, str)]
+    clean["failures"] = document.get("failures") if isinstance(document.get("failures"), int) else None
+    return clean
+
+
+def _evaluation(document: dict) -> dict:
+    """eval.json's benchmarks, each with a metrics mapping and an examples list."""
+    out = {}
+    for name, result in _mappings(document.get("benchmarks")).items():
+        out[name] = {**result, "metrics": _mappings(result.get("metrics")), "examples": _records(result.get("examples"))}
+    return out
 
 
 def _read_step(reader: _Reader, folder: Path, iteration: int | None, eval_expected: bool, run_finished: bool) -> Step:
-    summary = reader.json(folder / "summary.json")
-    if summary is not None and not isinstance(summary, dict):
-        summary = None
+    summary = reader.json(folder / layout.SUMMARY)
+    if summary is not None:
+        summary = {**summary, **{k: summary[k] if isinstance(summary.get(k), dict) else None
+                                 for k in ("answers", "revisions", "probe", "effects")}}
     # stages.json is the superset: the eval stage is timed after summary.json is written
-    stages = reader.json(folder / "stages.json") or (summary or {}).get("stages") or {}
+    stages = _mappings(reader.json(folder / layout.STAGES)) or _mappings((summary or {}).get("stages"))
     step = Step(iteration=iteration, folder=folder, summary=summary, stages=stages)
-    document = reader.json(folder / "eval.json")
-    if isinstance(document, dict):
-        step.evaluation = document.get("benchmarks") or {}
-        step.eval_seconds = document.get("seconds")
+    document = reader.json(folder / layout.EVAL)
+    if document is not None:
+        step.evaluation = _evaluation(document)
+        step.eval_seconds = document.get("seconds") if isinstance(document.get("seconds"), (int, float)) else None
     if iteration is not None:
-        step.principles = reader.json(folder / "04_principles.json")
-    step.probe_verdicts = reader.jsonl(folder / "09_probe_verdicts.jsonl")
-    step.probe_responses = reader.jsonl(folder / "08_probe_responses.jsonl")
+        step.principles = _proposal(reader.json(folder / layout.PRINCIPLES))
+    step.probe_verdicts = reader.jsonl(folder / layout.PROBE_VERDICTS)
+    step.probe_responses = reader.jsonl(folder / layout.PROBE_RESPONSES)
     if summary is not None:
         step.answers, step.revisions, step.probe = summary.get("answers"), summary.get("revisions"), summary.get("probe")
         step.effects = summary.get("effects")
     else:
         # count what the finished stages left, so an interrupted iteration still shows its rates
-        verdicts = reader.jsonl(folder / "03_verdicts.jsonl") if iteration is not None else None
-        revisions = reader.jsonl(folder / "05_revisions.jsonl") if iteration is not None else None
+        verdicts = reader.jsonl(folder / layout.VERDICTS) if iteration is not None else None
+        revisions = reader.jsonl(folder / layout.REVISIONS) if iteration is not None else None
         probe = step.probe_verdicts
         step.answers = tally(verdicts) if verdicts is not None else None
         if revisions is not None:
             judged = [r["verdict"] for r in revisions if isinstance(r.get("verdict"), dict)]
             step.revisions = {**tally(judged), "accepted": sum(bool(r.get("accepted")) for r in revisions)}
         step.probe = tally(probe) if probe is not None else None
-        step.stopped_in = _stopped_in(folder, BASELINE_STAGES if iteration is None else ITERATION_STAGES) or "summary"
+        step.stopped_in = layout.stopped_in(folder, layout.BASELINE_STAGES if iteration is None
+                                            else layout.ITERATION_STAGES)
         what = "The baseline" if iteration is None else f"Iteration {iteration}"
         reader.notes.append(f"{what} is incomplete: it stopped in stage '{step.stopped_in}' "
                             f"({folder.name}/summary.json missing); its numbers are counted from the artifacts "
@@ -257,23 +262,25 @@ def read_run(root: Path) -> RunData:
     manifest, config = _read_head(root)
     reader = _Reader(root)
     finished = bool(manifest.get("finished"))
-    eval_expected = bool(((config.get("eval") or {}).get("benchmarks")))
+    eval_config = config.get("eval") if isinstance(config.get("eval"), dict) else {}
+    eval_expected = bool(eval_config.get("benchmarks"))
     baseline = None
-    if (root / "baseline").is_dir():
-        baseline = _read_step(reader, root / "baseline", None, eval_expected, finished)
+    if (root / layout.BASELINE).is_dir():
+        baseline = _read_step(reader, root / layout.BASELINE, None, eval_expected, finished)
     iterations = []
-    for folder in sorted(root.glob("iter_[0-9][0-9][0-9]")):
-        if folder.is_dir():
-            iterations.append(_read_step(reader, folder, int(folder.name[5:]), eval_expected, finished))
-    constitution = reader.json(root / "constitution.json")
-    principles = constitution.get("principles") if isinstance(constitution, dict) else None
+    for folder in sorted(root.glob("iter_*")):
+        k = layout.iteration_number(folder)
+        if k is not None and folder.is_dir():
+            iterations.append(_read_step(reader, folder, k, eval_expected, finished))
+    constitution = reader.json(root / layout.CONSTITUTION_JSON)
+    principles = _records(constitution.get("principles")) if isinstance(constitution, dict) else None
     notes = []
     if not finished:
         notes.append("The run has not finished (manifest.json has no finish time): it was interrupted or is still "
                      "running. This report shows what had finished.")
     if baseline is None:
         notes.append("There is no baseline folder: the run stopped before measuring the base model.")
-    judge_check = reader.json(root / "judge_check.json")
+    judge_check = reader.json(root / layout.JUDGE_CHECK)
     run = RunData(root=root, name=str(config.get("name") or root.name), manifest=manifest, config=config,
                   baseline=baseline, iterations=iterations,
                   constitution=principles if isinstance(principles, list) else None, notes=notes + reader.notes,
@@ -283,17 +290,15 @@ def read_run(root: Path) -> RunData:
 
 
 def rejected_repeats(proposal: dict) -> list:
-    """Proposals turned away as repeats of a principle already there: "near_duplicates" in runs
-    written before principle merging, "repeated" after."""
-    return list(proposal.get("near_duplicates") or []) + list(proposal.get("repeated") or [])
+    """Proposals turned away: exact repeats of a principle already there, and texts that are
+    not principles at all (too short, or a copy of what the proposer was shown)."""
+    repeated = [p for p in proposal.get("repeated") or [] if isinstance(p, str)]
+    invalid = [f"{p.get('text')} ({p.get('reason')})" for p in proposal.get("not_principles") or [] if isinstance(p, dict)]
+    return repeated + invalid
 
 
 def fix_counts(principle: dict) -> tuple[int | None, int | None]:
-    """(revisions the judge passed, revisions tried) with the principle in the prompt, from either
-    spelling constitution.json has used ({"fixes": {"n", "passed"}} or fix_attempts/fix_passed)."""
-    fixes = principle.get("fixes")
-    if isinstance(fixes, dict):
-        return fixes.get("passed"), fixes.get("n")
+    """(revision attempts the judge passed, attempts) with the principle in the prompt."""
     if "fix_attempts" in principle:
         return principle.get("fix_passed"), principle.get("fix_attempts")
     return None, None

@@ -14,6 +14,7 @@ from iteralign.report.html import render_html
 from iteralign.report.plots import draw_all
 from iteralign.report.run_reader import read_run
 from iteralign.report.summary_md import render_summary
+from iteralign.store import layout
 from iteralign.store.run_dir import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,11 @@ def write_report(run_dir: Path, out_dir: Path | None = None) -> tuple[Path, Path
     for note in run.notes:  # also in the report, but a person running the command should see them now
         log.warning("%s", note)
     page, summary = render_html(run, plots), render_summary(run)
-    html_path, md_path = out_dir / "report.html", out_dir / "report.md"
-    write_text_atomic(html_path, page)
-    write_text_atomic(md_path, summary)
+    html_path, md_path = out_dir / layout.REPORT_HTML, out_dir / layout.REPORT_MD
+    try:
+        write_text_atomic(html_path, page)
+        write_text_atomic(md_path, summary)
+    except OSError as exc:
+        raise UserError(f"{out_dir}: cannot write the report there ({exc.strerror}); pass --out DIR to write it "
+                        "elsewhere") from None
     return html_path, md_path

@@ -67,10 +67,11 @@ def reference_rows(run: RunData) -> list[str]:
 def render_summary(run: RunData, html_name: str = "report.html") -> str:
     models = run.manifest.get("models") or {}
     status = (f"Finished {run.manifest['finished']}" if run.finished else "**Not finished**")
-    lines = [f"# IterAlign run `{run.name}`", "",
-             f"{status}; stopped because: {run.manifest.get('stop_reason') or 'n/a'}. "
-             f"Base model `{models.get('base')}`, oracle `{models.get('oracle')}`.", ""]
-    lines += [f"> **Note:** {note}" for note in run.notes] + ([""] if run.notes else [])
+    e = fmt.md_text
+    lines = [f"# IterAlign run `{e(run.name)}`", "",
+             f"{e(status)}; stopped because: {e(run.manifest.get('stop_reason') or 'n/a')}. "
+             f"Base model `{e(models.get('base'))}`, oracle `{e(models.get('oracle'))}`.", ""]
+    lines += [f"> **Note:** {e(note)}" for note in run.notes] + ([""] if run.notes else [])
     lines += ["## Headline", "", *[f"- {fmt.md_text(line)}" for line in build_headline(run).lines()], ""]
     lines += ["## Violation rates", "", *rate_rows(run), *reference_rows(run), ""]
     base, last = evaluated_steps(run)
@@ -83,7 +84,8 @@ def render_summary(run: RunData, html_name: str = "report.html") -> str:
             for bench, result in s.evaluation.items():
                 names += [(bench, m) for m in (result.get("metrics") or {}) if (bench, m) not in names]
         for bench, metric in names:
-            lines.append(f"| {bench} | {metric} | " + " | ".join(fmt.metric(s.metric(bench, metric)) for s in shown) + " |")
+            lines.append(f"| {fmt.md_cell(e(bench))} | {fmt.md_cell(e(metric))} | "
+                         + " | ".join(fmt.metric(s.metric(bench, metric)) for s in shown) + " |")
         lines.append("")
     totals = run.totals()
     lines += ["## Constitution, time and calls", "",

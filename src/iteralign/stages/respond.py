@@ -2,12 +2,13 @@
 
 In: prompts, a `CachedModel` for the model being aligned, generation settings, a seed.
 Out: one `Response` per prompt, in prompt order. A prompt the model could not answer (only an
-HTTP base model can fail this way) raises: without an answer there is nothing to align.
+HTTP base model can fail this way) raises `OutageError`: without an answer there is nothing to
+align, and a re-run asks again.
 """
 from __future__ import annotations
 
 from iteralign.backends.base import GenParams
-from iteralign.backends.cached import CachedModel
+from iteralign.backends.cached import CachedModel, texts_or_outage
 from iteralign.config import GenerationConfig
 from iteralign.records import RedTeamPrompt, Response
 
@@ -25,10 +26,6 @@ def respond(model: CachedModel, prompts: list[RedTeamPrompt], generation: Genera
     for prompt, own_system in zip(prompts, systems, strict=True):
         chat = [{"role": "system", "content": own_system}] if own_system else []
         chats.append(chat + [{"role": "user", "content": prompt.text}])
-    completions = model.generate(chats, generation_params(generation, seed), stage=stage)
-    responses = []
-    for prompt, completion in zip(prompts, completions):
-        if not completion.ok:
-            raise RuntimeError(f"{stage}: the model gave no answer to prompt {prompt.id}: {completion.error}")
-        responses.append(Response(prompt_id=prompt.id, text=completion.text, model=model.spec_id))
-    return responses
+    texts = texts_or_outage(model.generate(chats, generation_params(generation, seed), stage=stage),
+                            [p.id for p in prompts], stage)
+    return [Response(prompt_id=p.id, text=text, model=model.spec_id) for p, text in zip(prompts, texts)]

@@ -18,8 +18,9 @@ from typing import Callable
 
 from iteralign import prompts as templates
 from iteralign.backends.base import GenParams
-from iteralign.backends.cached import CachedModel
+from iteralign.backends.cached import CachedModel, texts_or_outage
 from iteralign.config import GenerationConfig, ReviseConfig
+from iteralign.errors import OutageError
 from iteralign.records import Principle, RedTeamPrompt, Response, Revision, RevisionAttempt, Verdict
 
 Judge = Callable[[list[Response], int], list[Verdict]]
@@ -41,13 +42,8 @@ def answer_with_principles(model: CachedModel, prompts: list[RedTeamPrompt], pri
                            params: GenParams, placement: str, stage: str) -> list[Response]:
     """principles[k]: the principles for prompts[k] (every one non-empty)."""
     chats = [principled_chat(p.text, own, placement) for p, own in zip(prompts, principles, strict=True)]
-    completions = model.generate(chats, params, stage=stage)
-    out = []
-    for prompt, completion in zip(prompts, completions):
-        if not completion.ok:
-            raise RuntimeError(f"{stage}: the model gave no answer to prompt {prompt.id}: {completion.error}")
-        out.append(Response(prompt_id=prompt.id, text=completion.text, model=model.spec_id))
-    return out
+    texts = texts_or_outage(model.generate(chats, params, stage=stage), [p.id for p in prompts], stage)
+    return [Response(prompt_id=p.id, text=text, model=model.spec_id) for p, text in zip(prompts, texts)]
 
 
 def revise(model: CachedModel, failed: list[RedTeamPrompt], principles: list[list[Principle]],
@@ -96,5 +92,6 @@ def revise(model: CachedModel, failed: list[RedTeamPrompt], principles: list[lis
 
 def _response(prompt: RedTeamPrompt, completion, model: str, stage: str) -> Response:
     if not completion.ok:
-        raise RuntimeError(f"{stage}: the model gave no answer to prompt {prompt.id}: {completion.error}")
+        raise OutageError(f"{stage}: the model gave no answer to prompt {prompt.id} after every retry "
+                          f"({completion.error[:160]}); run the same command again to retry")
     return Response(prompt_id=prompt.id, text=completion.text, model=model)

@@ -19,11 +19,13 @@ from pydantic import BaseModel
 
 from iteralign.config import Config, config_to_yaml
 from iteralign.errors import RunDirError
+from iteralign.store import layout
 
 T = TypeVar("T", bound=BaseModel)
 
-# keys a resumed run may change: they decide when to stop, not what was computed
-RESUMABLE_CHANGES = {"loop.iterations", "loop.target_violation_rate", "loop.patience"}
+# keys a resumed run may change: they decide when to stop, or where the run lives, not what was
+# computed (a run directory that was moved resumes from its new place)
+RESUMABLE_CHANGES = {"loop.iterations", "loop.target_violation_rate", "loop.patience", "output_dir"}
 
 
 def _tmp_name(path: Path) -> Path:
@@ -76,35 +78,37 @@ def _flatten(value, prefix: str = "") -> dict[str, object]:
 class RunDir:
     def __init__(self, root: Path):
         self.root = Path(root)
+        self._lock_handle = None
 
     @property
     def config_path(self) -> Path:
-        return self.root / "config.yaml"
+        return self.root / layout.CONFIG
 
     @property
     def calls_path(self) -> Path:
-        return self.root / "calls.sqlite"
+        return self.root / layout.CALLS
 
     @property
     def manifest_path(self) -> Path:
-        return self.root / "manifest.json"
+        return self.root / layout.MANIFEST
 
     def iteration(self, k: int) -> Path:
-        return self.root / f"iter_{k:03d}"
-
-    def iterations(self) -> list[int]:
-        found = []
-        for child in sorted(self.root.glob("iter_[0-9][0-9][0-9]")):
-            found.append(int(child.name[5:]))
-        return found
+        return self.root / layout.iteration_dir(k)
 
     def open(self, config: Config) -> bool:
-        """Create the run, or check it can be resumed. Returns True when resuming."""
+        """Create the run, or check it can be resumed, and lock it for this process. Returns True
+        when resuming."""
         if self.root.exists() and not self.config_path.is_file():
             if any(self.root.iterdir()):
                 raise RunDirError(f"{self.root}: exists and is not an iteralign run (no config.yaml); choose another name")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock()
         if self.config_path.is_file():
-            old = _flatten(yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {})
+            try:
+                old = _flatten(yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {})
+            except (UnicodeDecodeError, yaml.YAMLError) as exc:
+                raise RunDirError(f"{self.config_path}: damaged ({' '.join(str(exc).split())[:120]}); restore it, "
+                                  "or start a new run with another name=") from None
             new = _flatten(config.model_dump(mode="json"))
             changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
             if changed:
@@ -114,6 +118,31 @@ class RunDir:
                 )
             write_text_atomic(self.config_path, config_to_yaml(config))
             return True
-        self.root.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.config_path, config_to_yaml(config))
         return False
+
+    def _lock(self) -> None:
+        """An exclusive lock on run.lock for as long as this process runs the run: a second
+        `iteralign run` on the same folder stops at once instead of interleaving its writes."""
+        import fcntl
+
+        path = self.root / layout.LOCK
+        handle = open(path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise RunDirError(f"{self.root}: another iteralign process (PID {holder}) is running this run; wait for "
+                              "it to finish or stop it, then run again") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock_handle = handle
+
+    def close(self) -> None:
+        if self._lock_handle is not None:
+            self._lock_handle.close()  # closing the file releases the lock
+            self._lock_handle = None

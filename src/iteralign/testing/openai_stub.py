@@ -1,8 +1,9 @@
 """A small OpenAI-compatible HTTP server for tests and benchmarks, and a llama.cpp server launcher.
 
 `StubServer` answers POST /v1/chat/completions on 127.0.0.1 (a free port) with a canned judge
-reply, the text of a `reply(request_json)` callable, or whatever a real `upstream` server says,
-after `latency_s`. With `fault_rate` > 0 it injects faults: HTTP 500, a hang of `hang_s` (the
+reply, the text of a `reply(request_json)` callable (the request's headers under "_headers"), or
+whatever a real `upstream` server says, after `latency_s`. `echo_headers_on_error` makes its
+HTTP 500s repeat the request headers, as some proxies do: the test of keeping keys off disk. With `fault_rate` > 0 it injects faults: HTTP 500, a hang of `hang_s` (the
 client should time out first) or a malformed answer. Whether a request faults is a pure function
 of (seed, request body, how often this same body was sent before), so a client's retry of one
 request may succeed where the first try failed, yet a whole run is reproducible.
@@ -102,7 +103,7 @@ class StubServer:
 
     def __init__(self, upstream: str | None = None, latency_s: float = 0.0, fault_rate: float = 0.0,
                  faults: Sequence[str] = ("500", "timeout", "malformed"), hang_s: float = 5.0, seed: int = 0,
-                 reply: Callable[[dict[str, Any]], Any] | None = None):
+                 reply: Callable[[dict[str, Any]], Any] | None = None, echo_headers_on_error: bool = False):
         unknown = [f for f in faults if f not in FAULT_KINDS]
         if unknown or (fault_rate > 0 and not faults):
             raise ValueError(f"faults must be a non-empty subset of {FAULT_KINDS}, got {tuple(faults)}")
@@ -111,6 +112,8 @@ class StubServer:
         # reply(request_json) -> the message content: normally a str; anything JSON-serialisable is
         # sent as-is, to imitate servers that answer with content parts or null
         self.hang_s, self.seed, self.reply = hang_s, seed, reply
+        # like some proxies and debug servers: a 500's error message repeats the request headers
+        self.echo_headers_on_error = echo_headers_on_error
         self.stats: dict[str, int] = {"requests": 0, "ok": 0, "500": 0, "timeout": 0, "malformed": 0}
         self.headers: list[dict[str, str]] = []  # request headers as received, in arrival order
         self._attempts: dict[str, int] = {}
@@ -188,7 +191,10 @@ class StubServer:
         if fault is not None:
             self._count(fault)
         if fault == "500":
-            handler._send_json(500, {"error": {"message": "injected server error", "type": "server_error"}})
+            message = "injected server error"
+            if self.echo_headers_on_error:
+                message += f"; request headers: {dict(handler.headers.items())}"
+            handler._send_json(500, {"error": {"message": message, "type": "server_error"}})
             return
         if fault == "timeout":
             self._closing.wait(self.hang_s)
@@ -210,6 +216,8 @@ class StubServer:
             status, content_type, answer = self._forward(handler, body)
             handler._send(status, answer, content_type)
         else:
+            # the reply callable may read the request's headers too, under "_headers"
+            request["_headers"] = {k.lower(): v for k, v in handler.headers.items()}
             content = self.reply(request) if self.reply is not None else CANNED_REPLY
             handler._send_json(200, completion_body(content, model, number))
         if fault is None:
