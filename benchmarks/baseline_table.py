@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from iteralign.config import load_config
+from iteralign.config_loading import load_config
 from iteralign.data.redteam import load_redteam, resolve_data_dir
 from iteralign.evaluate.runner import BENCHMARKS, evaluate, results_document
 from iteralign.store.run_dir import write_json

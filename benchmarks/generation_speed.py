@@ -9,7 +9,10 @@ only on CPUs with native bf16 instructions), then the transformers backend gener
 - sampled, 6 samples of each of rows/6 prompts with two seed principles in the user turn (the
   demo's rejection sampling): prompt read once per prompt and its KV cache copied (what the
   backend does), against every row read separately;
-- the prompt-read-once case with transformers' growing cache instead of the preallocated one.
+- the prompt-read-once case with transformers' growing cache instead of the preallocated one;
+- llama.cpp (`generate_with: {backend: llamacpp}`) on rows/4 of the greedy prompts, one at a
+  time as the backend asks it, with and without a GGUF LoRA (`--lora FILE.gguf`, converted from
+  an iteration's adapter by backends/gguf_lora.py).
 Run it on an idle machine; each figure is one timed call after a warm-up.
 """
 from __future__ import annotations
@@ -51,6 +54,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=128)
     parser.add_argument("--tokens", type=int, default=24)
     parser.add_argument("--skip-bf16", action="store_true")
+    parser.add_argument("--lora", default=None, help="a GGUF LoRA for the llama.cpp row with an adapter")
     args = parser.parse_args()
     prompts = json.loads((DATA / "dangerousqa" / "toxic_outs.json").read_text(encoding="utf-8"))
     rows, tokens = args.rows, args.tokens
@@ -83,6 +87,16 @@ def main() -> None:
     backend._generation_cache = lambda length: DynamicCache(config=backend.model.config)
     seconds = timed(lambda: backend.generate_batch(repeated, sampled))
     print(f"| sampled, prompt read once, growing (dynamic) cache | {seconds:.1f} | {n * tokens / seconds:.0f} |")
+    from iteralign.backends.llamacpp import LlamaCppBackend
+
+    few_cpp = distinct[:max(1, rows // 4)]
+    for lora in [None] + ([args.lora] if args.lora else []):
+        engine = LlamaCppBackend("embedded", spec_id="bench-cpp", n_ctx=2048, lora_path=lora)
+        engine.generate_batch(few_cpp[:1], greedy)  # warm-up
+        seconds = timed(lambda: engine.generate_batch(few_cpp, greedy))
+        print(f"| llama.cpp greedy, {len(few_cpp)} prompts one at a time{', with a GGUF LoRA' if lora else ''} | "
+              f"{seconds:.1f} | {len(few_cpp) * tokens / seconds:.0f} |")
+        engine.close()
     if not args.skip_bf16:
         bf16 = HFBackend("embedded", spec_id="bench-bf16", dtype="bfloat16", batch_size=rows)
         few = distinct[:8]

@@ -13,7 +13,8 @@ import argparse
 import os
 from pathlib import Path
 
-from iteralign.judging.check import (label_class, read_completions, refusal_classifier, score,
+from iteralign.judging.questions import CheckedJudge
+from iteralign.judging.check import (label_class, read_completions, score,
                                      shared_completion_files, with_shared_labels)
 
 
@@ -21,7 +22,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("ITERALIGN_DATA_DIR", "../shared/datasets")))
     args = parser.parse_args()
-    classify = refusal_classifier()
+    classify = CheckedJudge("refusal").answer_classes
     rows = []
     for path in shared_completion_files(args.data_dir):
         rows += with_shared_labels(path, read_completions(path), args.data_dir)

@@ -105,7 +105,7 @@ def test_missing_api_key_variable(tmp_path):
 
 
 def test_changed_config_on_resume_is_refused(tmp_path):
-    from iteralign.config import load_config
+    from iteralign.config_loading import load_config
     from iteralign.errors import RunDirError
     from iteralign.store.run_dir import RunDir
 

@@ -1,7 +1,8 @@
 """Config loading: shipped configs validate; every kind of mistake is named at once."""
 import pytest
 
-from iteralign.config import HFModel, OpenAIModel, load_config
+from iteralign.config import HFModel, OpenAIModel
+from iteralign.config_loading import load_config
 from iteralign.errors import ConfigError
 from conftest import REPO
 

@@ -170,7 +170,7 @@ def test_a_second_process_on_a_locked_run_stops_with_the_holders_pid(tmp_path):
     run_dir = tmp_path / "runs" / "bad"
     run_dir.mkdir(parents=True)
     (tmp_path / "config.yaml").write_text(_config(tmp_path))
-    from iteralign.config import load_config
+    from iteralign.config_loading import load_config
     from iteralign.store.run_dir import RunDir
 
     holder = RunDir(run_dir)

@@ -12,7 +12,8 @@ import pytest
 from iteralign.config import GenerationConfig, JudgeConfig
 from iteralign.constitution.library import load_start
 from iteralign.evaluate.judged import harmlessness, xstest
-from iteralign.judging.check import check_completions, refusal_classifier
+from iteralign.judging.check import check_completions
+from iteralign.judging.questions import CheckedJudge
 from iteralign.judging.refusal import RefusalJudge, load_phrases, normalise
 from iteralign.records import RedTeamPrompt, Response
 from iteralign.stages.judge import judge_responses
@@ -65,7 +66,7 @@ def test_judge_check_perfect_and_inverted_labels(tmp_path):
     inverted = [{**r, "final_label": "1_full_compliance" if r["final_label"] == "2_full_refusal" else "2_full_refusal"}
                 for r in rows]
     _write_completions(tmp_path / "inverted.csv", inverted)
-    document = check_completions(refusal_classifier(), [tmp_path / "right.csv", tmp_path / "inverted.csv"])
+    document = check_completions(CheckedJudge("refusal").answer_classes, [tmp_path / "right.csv", tmp_path / "inverted.csv"])
     right, wrong = document["sets"]["right"], document["sets"]["inverted"]
     assert right["binary_agreement"] == 1.0 and right["kappa"] == 1.0 and right["n"] == 20
     assert wrong["binary_agreement"] == 0.0 and wrong["kappa"] == -1.0

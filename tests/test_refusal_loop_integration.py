@@ -1,6 +1,7 @@
 """The demo's shape on the real embedded model, tiny: the refusal judge as the run's judge,
 judge-check before iteration 0, the seed constitution, rejection sampling, the XSTest subset and
-harmlessness evaluated before and after, and a report whose headline states the paired change."""
+harmlessness evaluated before and after, SFT then DPO on the revisions, and a report whose
+headline states the paired change."""
 from __future__ import annotations
 
 import json
@@ -22,11 +23,11 @@ models:
   base: {{backend: hf, model: embedded, batch_size: 32}}
   oracle: {{backend: llamacpp, model: embedded, n_ctx: 2048}}
 generation: {{max_new_tokens: 12, temperature: 0.0, top_p: 1.0}}
-judge: {{mode: refusal, check: {{sets: [xstest-completions], limit: 40}}}}
+judge: {{mode: refusal, check: {{sets: [xstest-completions, hh-rlhf-pairs], limit: 40}}}}
 propose: {{max_principles: 1, max_failures_shown: 2, max_new_tokens: 96, max_attempts: 1}}
 constitution: {{start_from: seed, top_k: 2}}
 revise: {{samples: 3, temperature: 1.0, placement: user, require_pass: false}}
-train: {{epochs: 1, batch_size: 2}}
+train: {{epochs: 1, batch_size: 2, objective: sft+dpo}}
 eval:
   benchmarks: [xstest, harmlessness]
   options: {{xstest: {{labels: [safe], per_type: 1}}}}
@@ -64,6 +65,22 @@ def test_a_refusal_judged_run_end_to_end(data_dir, tmp_path):
     expected = sum(r["attempts"] * len(seed_ids & set(r["principle_ids"])) for r in revisions)
     assert sum(p["fix_attempts"] for p in seeds) == expected
 
+    # SFT, then DPO on (accepted revision, flagged answer) pairs, from the SFT adapter
+    pairs = [json.loads(line) for line in (it / "06_dpo_pairs.jsonl").read_text().splitlines()]
+    answers = {json.loads(line)["prompt_id"]: json.loads(line)["text"]
+               for line in (it / "02_responses.jsonl").read_text().splitlines()}
+    assert pairs and all(p["rejected"] == answers[p["prompt_id"]] != p["chosen"] for p in pairs)
+    train = json.loads((it / "07_train.json").read_text())
+    assert train["trained"] and train["objective"] == "sft+dpo" and train["sft"]["steps"] >= 1
+    assert train["dpo"]["pairs"] == len(pairs) and train["dpo"]["beta"] == 0.1
+    assert "frozen copy" in train["dpo"]["reference"] and "rewards_margins_last" in train["dpo"]
+    # the trained adapter only: no "ref" copy (DPO's frozen reference) saved beside it
+    assert {p.name for p in (it / "adapter").iterdir()} == {"README.md", "adapter_config.json", "adapter_model.safetensors"}
+    assert not list(it.glob(".adapter*"))  # the intermediate SFT adapter is gone
+    assert json.loads((it / "summary.json").read_text())["training"]["dpo"]["pairs"] == len(pairs)
+    assert check["check_sets"] == ["xstest-completions", "hh-rlhf-pairs"]
+    assert check["checks"]["hh-rlhf-pairs"]["pairs"] == 40
+
     base_eval = json.loads((run_dir / "baseline" / "eval.json").read_text())["benchmarks"]
     assert base_eval["xstest"]["protocol"] == "xstest/refusal-3class@1" and len(base_eval["xstest"]["examples"]) == 10
     assert base_eval["harmlessness"]["protocol"] == "harmlessness/refusal-judge@1"
@@ -77,3 +94,4 @@ def test_a_refusal_judged_run_end_to_end(data_dir, tmp_path):
     assert "## Headline" in summary and "paired 95% CI" in summary
     assert "XSTest safe prompts refused (over-refusal, the cost)" in summary
     assert "Judge: refusal (model-free); agreement with human labels:" in summary
+    assert "then DPO" in summary  # the training column: SFT loss, then DPO loss and reward margin

@@ -197,7 +197,7 @@ def test_report_md_summarises_the_run(tmp_path):
     _, md_path = write_report(make_run(tmp_path / "run"), tmp_path / "out")
     summary = md_path.read_text(encoding="utf-8")
     assert summary.startswith("# IterAlign run `synthetic`")
-    assert "| iter 0 | 75.0% (3/4) | 66.7% (2/3) (1) | 50.0% (2/4) | 2 | finished |" in summary
+    assert "| iter 0 | 75.0% (3/4) | 66.7% (2/3) (1) | 50.0% (2/4) | 2 | 1.5 | finished |" in summary
     assert f"| hhh | acc_harmless | {wilson_text(5, 10)} | {wilson_text(7, 10)} |" in summary  # base, iter 1
     assert "3 principles (1 active, 1 merged, 1 retired)" in summary
     assert "[report.html](report.html)" in summary
@@ -310,6 +310,7 @@ def test_headline_states_the_paired_change_and_the_judges_agreement(tmp_path):
     # the fixture's probe: base v v v ok, iteration 1 v ok ok unscored -> three pairs scored on both sides
     assert "Held-out violation rate (probe): 100.0% (base) \u2192 33.3% (iter 1)" in headline
     assert "change -66.7 points, paired 95% CI" in headline and "2 better, 0 worse of n=3 paired items" in headline
+    assert "(McNemar p = 0.500). [judged by refusal (model-free), agreement with human labels 0.939]" in headline
     assert "Judge: refusal (model-free); agreement with human labels: 0.939 (95% CI 0.925-0.951, kappa 0.878)" \
         in headline
     page = html_path.read_text()
@@ -332,3 +333,14 @@ def test_reference_judge_columns_appear_when_the_run_has_them(tmp_path):
     html_path, md_path = write_report(root)
     assert "| iter 0 | answers | 75.0% | 50.0% | 25.0% | -0.200 | 4 |" in md_path.read_text()
     assert "The judge against the reference judge" in html_path.read_text()
+
+
+def test_training_cell_shows_dpo_loss_and_reward_margins():
+    from iteralign.report import formatting as fmt
+
+    assert fmt.training({"train_loss": 0.41}) == "0.41"
+    assert fmt.training({"train_loss": None}) == ""
+    dpo = {"train_loss": 0.52, "training": {"objective": "sft+dpo", "sft": {"loss": 1.2, "steps": 2},
+                                            "dpo": {"pairs": 5, "beta": 0.1, "loss_type": "sigmoid",
+                                                    "rewards_margins_last": 0.834, "rewards_accuracies_last": 1.0}}}
+    assert fmt.training(dpo) == "SFT 1.2, then DPO 0.52: margin +0.83, chosen wins 100% (beta 0.1, sigmoid, 5 pairs)"

@@ -4,7 +4,8 @@
     result = run(load_config("configs/demo.yaml"))
     scores = evaluate(result_spec, ["hhh", "truthfulqa_mc1"], data_dir="../shared/datasets")
 """
-from iteralign.config import Config, load_config
+from iteralign.config import Config
+from iteralign.config_loading import load_config
 from iteralign.evaluate.runner import evaluate
 from iteralign.loop import RunResult, run
 from iteralign.records import (IterationSummary, Principle, RedTeamPrompt, Response, Revision, SFTExample,

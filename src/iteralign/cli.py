@@ -79,7 +79,7 @@ def _fail(exc: IterAlignError) -> None:
 
 
 def _run(config_path: Path, overrides: list[str], force: bool = False, accept_unscored: bool = False) -> None:
-    from iteralign.config import load_config
+    from iteralign.config_loading import load_config
     from iteralign.loop import run
 
     config = load_config(config_path, overrides)
@@ -188,24 +188,33 @@ def eval_command(
 def judge_check_command(
     judge: str = typer.Option(..., "--judge", help='"refusal" (the model-free refusal judge), or an oracle: '
                               '"embedded", "openai:MODEL[@URL]", "llamacpp:FILE.gguf", or a YAML file'),
-    mode: str = typer.Option("structured", "--mode", help="how an oracle judges: structured | paper"),
+    mode: str = typer.Option("structured", "--mode", help="how an oracle is asked: structured | paper"),
+    sets: str = typer.Option("", "--sets", help="comma-separated checks (default all): xstest-completions, "
+                             "xstest-prompts, hh-rlhf-pairs, hhh-pairs"),
     xstest_completions: Optional[List[Path]] = typer.Option(
         None, "--xstest-completions", help="CSV files with XSTest's columns (prompt, completion, final_label); "
         "default: the shared XSTest completions"),
     files: Optional[List[Path]] = typer.Argument(None, help="more --xstest-completions files (for shell globs)"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="first N items of each file"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="a seeded subset: N completions per file and N "
+                                        "prompts (spread over the prompt types), N pairs"),
+    seed: int = typer.Option(0, "--seed", help="the subsets' and the oracle's seed"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="default: $ITERALIGN_DATA_DIR"),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="the call cache (default: "
+                                         "~/.cache/iteralign/judge_check_calls.sqlite)"),
     out: Optional[Path] = typer.Option(None, "--out", help="write the figures to this JSON file"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Measure a judge against human labels: agreement with 95% intervals and Cohen's kappa."""
+    """Measure a judge against human labels: agreement, F1, pair accuracy, with 95% intervals."""
     _setup_output(verbose)
     try:
         from iteralign.judging.judge_check import judge_check
 
         folder = data_dir or (Path(os.environ["ITERALIGN_DATA_DIR"]) if os.environ.get("ITERALIGN_DATA_DIR") else None)
-        document, lines = judge_check(judge, mode, list(xstest_completions or []) + list(files or []), folder,
-                                      limit, out)
+        names = [s.strip() for s in sets.split(",") if s.strip()]
+        completion_files = list(xstest_completions or []) + list(files or [])
+        if completion_files and not names:
+            names = ["xstest-completions"]  # files given: that is the check asked for
+        document, lines = judge_check(judge, mode, names, completion_files, folder, limit, out, seed, cache)
     except IterAlignError as exc:
         _fail(exc)
     for line in lines:

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Literal, Union
 from urllib.parse import urlsplit
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from iteralign.errors import ConfigError
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -34,18 +32,6 @@ class Strict(BaseModel):
 
 
 # ---- models ---------------------------------------------------------------------------------
-
-
-class HFModel(Strict):
-    """transformers: generates, scores log-likelihoods, and is the model that gets trained."""
-
-    backend: Literal["hf"]
-    model: str = Field(description='"embedded", a local folder, or a hub id (needs network)')
-    adapter: str | None = None  # a PEFT LoRA folder to load on top of `model`
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
-    device: str = "cpu"  # "cpu", "cuda", "cuda:1", or "auto"
-    batch_size: int = Field(8, ge=1)
-    trust_remote_code: bool = False  # never on by default: it runs code from the model repo
 
 
 class LlamaCppModel(Strict):
@@ -91,6 +77,60 @@ class OpenAIModel(Strict):
             raise ValueError("must be the NAME of the environment variable holding the key (e.g. OPENAI_API_KEY), "
                              "never the key itself")
         return name
+
+
+class GenerateWithLlamaCpp(Strict):
+    """llama.cpp answers for the model being aligned: the base model's GGUF, with the iteration's
+    adapter converted to a GGUF LoRA (backends/gguf_lora.py, cached next to the adapter)."""
+
+    backend: Literal["llamacpp"]
+    model: str = Field("embedded", description='the base model as GGUF: "embedded" or a .gguf path')
+    n_ctx: int = Field(4096, ge=256)
+    n_threads: int | None = Field(None, ge=1)
+
+
+class GenerateWithServer(Strict):
+    """OpenAI-compatible servers with runtime LoRA answer for the model being aligned: vLLM (serve
+    with --enable-lora, VLLM_ALLOW_RUNTIME_LORA_UPDATING=True) or SGLang. Each iteration's adapter
+    is loaded under a name of its own (its hash) on every server, and requests name it."""
+
+    backend: Literal["openai"]
+    model: str  # the base model's name on the servers
+    base_urls: list[str] = Field(min_length=1)  # data-parallel servers, balanced client side
+    server: Literal["vllm", "sglang"] = "vllm"
+    api_key_env: str | None = None
+    # the adapter's path as the servers see it: our path with this prefix replaced (shared storage)
+    adapter_path_from: str | None = None
+    adapter_path_to: str | None = None
+    max_concurrency: int = Field(8, ge=1, le=256)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(4, ge=0, le=20)
+
+    @field_validator("base_urls")
+    @classmethod
+    def _urls(cls, urls: list[str]) -> list[str]:
+        return [OpenAIModel._no_credentials_in_url(url) for url in urls]
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_name(cls, name: str | None) -> str | None:
+        return OpenAIModel._a_variable_name(name)
+
+
+GenerateWith = Annotated[Union[GenerateWithLlamaCpp, GenerateWithServer], Field(discriminator="backend")]
+
+
+class HFModel(Strict):
+    """transformers: generates, scores log-likelihoods, and is the model that gets trained."""
+
+    backend: Literal["hf"]
+    model: str = Field(description='"embedded", a local folder, or a hub id (needs network)')
+    adapter: str | None = None  # a PEFT LoRA folder to load on top of `model`
+    generate_with: GenerateWith | None = None  # None: transformers generates too
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1", or "auto"
+    batch_size: int = Field(8, ge=1)
+    trust_remote_code: bool = False  # never on by default: it runs code from the model repo
 
 
 ModelSpec = Annotated[Union[HFModel, LlamaCppModel, OpenAIModel], Field(discriminator="backend")]
@@ -140,9 +180,11 @@ class GenerationConfig(Strict):
 class JudgeCheckConfig(Strict):
     """judge-check before iteration 0: the run's judge against human labels (judge_check.json)."""
 
-    sets: list[Literal["xstest-completions"]] = Field(default_factory=lambda: ["xstest-completions"], min_length=1)
-    limit: int | None = Field(None, ge=1)  # items per file; None = all
-    # stop the run when the judge's binary agreement is below this (iteralign run --force goes on)
+    # judging/check_sets.py: the first listed check's headline figure is held to min_agreement
+    sets: list[Literal["xstest-completions", "xstest-prompts", "hh-rlhf-pairs", "hhh-pairs"]] = Field(
+        default_factory=lambda: ["xstest-completions"], min_length=1)
+    limit: int | None = Field(None, ge=1)  # items per completion file / prompts / pairs; None = all
+    # stop the run when the headline figure is below this (iteralign run --force goes on)
     min_agreement: float | None = Field(None, ge=0, le=1)
 
 
@@ -214,6 +256,25 @@ class TrainConfig(Strict):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     # recompute activations in the backward pass: saves memory on big models, costs ~30% time
     gradient_checkpointing: bool = False
+    # what to train on: "sft" (prompt -> accepted revision), "dpo" (chosen = the accepted revision,
+    # rejected = the answer the judge flagged; TRL's DPOTrainer), "sft+dpo" (SFT, then DPO from it)
+    objective: Literal["sft", "dpo", "sft+dpo"] = "sft"
+    dpo_beta: float = Field(0.1, gt=0)  # DPO's KL strength: larger keeps closer to the reference
+    dpo_loss_type: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
+    dpo_learning_rate: float | None = Field(None, gt=0)  # None: learning_rate
+    # train on this many processes (a subprocess per iteration: train/launch.py); the global batch
+    # stays batch_size, each process takes batch_size / processes. CPU: torchrun with gloo.
+    processes: int = Field(1, ge=1)
+    launcher: Literal["torchrun", "accelerate"] = "torchrun"
+    # accelerate's config file for launcher: accelerate (configs/accelerate/: DDP, FSDP, ZeRO-3)
+    accelerate_config: str | None = None
+
+    @model_validator(mode="after")
+    def _batch_splits(self):
+        if self.batch_size % self.processes:
+            raise ValueError(f"batch_size {self.batch_size} does not split over {self.processes} processes; "
+                             "make it a multiple of train.processes")
+        return self
 
 
 class XSTestOptions(Strict):
@@ -280,105 +341,3 @@ class Config(Strict):
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
-
-
-# ---- loading --------------------------------------------------------------------------------
-
-# the backend names ("hf", ...), from the specs themselves: pydantic puts them into error locations
-_UNION_TAGS = {get_args(cls.model_fields["backend"].annotation)[0] for cls in get_args(get_args(ModelSpec)[0])}
-
-
-def _field_path(loc: tuple[Any, ...]) -> str:
-    # pydantic puts the union tag into the location (models.base.hf.adapter); users never wrote it
-    parts = [str(p) for p in loc if str(p) not in _UNION_TAGS]
-    return ".".join(parts) or "(top level)"
-
-
-def describe_error(err: dict[str, Any]) -> str:
-    where = _field_path(err["loc"])
-    if err["type"] == "extra_forbidden":
-        return f"{where}: unknown key"
-    if err["type"] == "missing":
-        return f"{where}: required key is missing"
-    message = err["msg"].removeprefix("Value error, ")
-    got = err.get("input")
-    # a rejected string is never echoed: it may be a key typed into the wrong field
-    if isinstance(got, (bool, int, float)) or got is None:
-        return f"{where}: {message} (got {got!r})"
-    if isinstance(got, str):
-        return f"{where}: {message}"
-    return f"{where}: {message} (got a {type(got).__name__})"
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
-    """Apply `a.b.c=value` overrides; the value is parsed as a YAML scalar (so 3 is an int)."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected key=value, e.g. loop.iterations=2")
-        key, _, text = item.partition("=")
-        try:
-            value = yaml.safe_load(text) if text else ""
-        except yaml.YAMLError:
-            value = text
-        node = raw
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[parts[-1]] = value
-    return raw
-
-
-def parse_config(raw: Any, source: str) -> Config:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping of keys at the top level")
-    try:
-        return Config.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(describe_error(e) for e in exc.errors())
-        raise ConfigError(f"{source}: {problems}") from None
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load that refuses a key given twice in one mapping (plain YAML keeps the last one,
-    so a second `loop:` block would silently reset the first one's settings)."""
-
-    def construct_mapping(self, node, deep=False):
-        first_seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in first_seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first at line {first_seen[key] + 1}); keep one",
-                    key_node.start_mark)
-            first_seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep)
-
-
-def read_yaml(path: Path) -> Any:
-    """A YAML file as data; every problem is a ConfigError naming the file and line."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'file not found'}")
-    try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not valid UTF-8 at byte {exc.start}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}:" if mark else ""
-        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
-
-
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    path = Path(path)
-    raw = read_yaml(path) or {}
-    if isinstance(raw, dict):
-        raw = apply_overrides(raw, overrides or [], str(path))
-    return parse_config(raw, str(path))
-
-
-def config_to_yaml(config: Config) -> str:
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -42,3 +42,7 @@ class JudgeCheckError(UserError):
 
 class OutageError(IterAlignError):
     """Calls failed at the transport level after every retry; the stage is left unfinished."""
+
+
+class TrainingError(IterAlignError):
+    """Training in subprocesses (train.processes > 1) failed; its own output says why."""

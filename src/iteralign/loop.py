@@ -21,7 +21,7 @@ from pathlib import Path
 
 from iteralign.backends.cached import CachedModel
 from iteralign.backends.pool import ModelPool
-from iteralign.backends.registry import adapter_sha256, spec_id
+from iteralign.backends.registry import adapter_sha256, gguf_lora_for, spec_id
 from iteralign.config import Config, HFModel
 from iteralign.constitution.embedding import LazyEmbedder
 from iteralign.constitution.export import write_constitution
@@ -35,7 +35,7 @@ from iteralign.stages.judge import judge_responses
 from iteralign.stages.propose import Failure, propose_principles
 from iteralign.stages.respond import generation_params, respond
 from iteralign.stages.revise import answer_with_principles, revise
-from iteralign.stages.sft_data import sft_examples
+from iteralign.stages.sft_data import preference_pairs, sft_examples
 from iteralign.store import layout
 from iteralign.store.call_cache import CallCache
 from iteralign.store.layout import tally
@@ -43,6 +43,10 @@ from iteralign.store.run_dir import RunDir, read_json, write_json, write_records
 from iteralign.store.stage_runner import StageRunner, same_ids
 
 log = logging.getLogger(__name__)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def stage_seed(seed: int, iteration: int, stage: str) -> int:
@@ -200,9 +204,14 @@ def run_iteration(r: Run, k: int, batch: list[RedTeamPrompt], library: list[Prin
     def rel(path: Path | None) -> str | None:  # paths inside the run are stored relative: a run can move
         return path.relative_to(root).as_posix() if path else None
 
-    write_json(it.dir / layout.ITERATION_MANIFEST, {
-        "iteration": k, "model": spec_id(spec_in), "adapter_in": rel(adapter),
-        "adapter_in_sha256": adapter_sha256(adapter) if adapter else None, "oracle": spec_id(config.models.oracle)})
+    manifest = {"iteration": k, "model": spec_id(spec_in), "adapter_in": rel(adapter),
+                "adapter_in_sha256": adapter_sha256(adapter) if adapter else None,
+                "oracle": spec_id(config.models.oracle)}
+    if spec_in.generate_with is not None and spec_in.generate_with.backend == "llamacpp" and adapter:
+        # llama.cpp answers with the adapter converted to a GGUF LoRA: both files' hashes
+        lora = gguf_lora_for(spec_in)
+        manifest.update(adapter_in_gguf=rel(lora), adapter_in_gguf_sha256=file_sha256(lora))
+    write_json(it.dir / layout.ITERATION_MANIFEST, manifest)
     write_records(it.dir / layout.PROMPTS, batch)
     ids = [p.id for p in batch]
     answers = it.stage("respond", layout.RESPONSES,
@@ -247,18 +256,18 @@ def run_iteration(r: Run, k: int, batch: list[RedTeamPrompt], library: list[Prin
     in_context = probe_in_context(r, it, spec_in, active(library))
     examples = sft_examples(revisions, r.prompts)
     write_records(it.dir / layout.SFT, examples)
+    pairs = preference_pairs(revisions, r.prompts, answers) if config.train.objective != "sft" else []
+    if config.train.objective != "sft":
+        write_records(it.dir / layout.DPO_PAIRS, pairs)
     adapter_dir = it.dir / layout.ADAPTER
 
     def do_train():
-        if not examples:
-            return {"trained": False, "reason": "no accepted revision", "loss": None, "steps": 0}
         from iteralign.backends.hf import resolve_hf_model
-        from iteralign.train.lora_sft import train_lora
+        from iteralign.train.launch import train
 
-        result = train_lora(resolve_hf_model(config.models.base.model), adapter, examples, config.train,
-                            stage_seed(seed, k, "train"), adapter_dir, config.models.base.trust_remote_code)
-        return {"trained": True, "loss": round(result.loss, 6), "steps": result.steps,
-                "adapter_sha256": adapter_sha256(adapter_dir)}
+        info = train(resolve_hf_model(config.models.base.model), adapter, examples, pairs, config.train,
+                               stage_seed(seed, k, "train"), adapter_dir, config.models.base.trust_remote_code)
+        return {**info, "adapter_sha256": adapter_sha256(adapter_dir)} if info["trained"] else info
 
     def train_check(info) -> str | None:
         if not isinstance(info, dict) or "trained" not in info:
@@ -289,6 +298,7 @@ def run_iteration(r: Run, k: int, batch: list[RedTeamPrompt], library: list[Prin
         principles_retired=retired,
         effects=effects_summary(before_verdicts, in_context, probe_verdicts, len(active(library))),
         calls_retried=sum(s.get("calls_retried", 0) for s in stages.values()),
+        training={key: value for key, value in train_info.items() if key != "adapter_sha256"},
     )
     write_json(it.dir / layout.SUMMARY, summary.model_dump(mode="json"))
     log_summary(summary)

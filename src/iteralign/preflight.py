@@ -36,13 +36,13 @@ def validate(config: Config) -> RedTeamSet:
 
         check_request(config.models.base, config.eval.benchmarks, resolve_data_dir(config.data), config.models.oracle,
                       redteam.heldout, config.judge.mode)
-    if config.judge.check and "xstest-completions" in config.judge.check.sets:
-        from iteralign.judging.check import shared_completion_files
+    if config.judge.check:  # every file the checks read, read now (no model is asked)
+        from iteralign.judging.check_sets import dry_run
 
         folder = resolve_data_dir(config.data)
         if folder is None:
-            raise DataError("judge.check: xstest-completions needs the data folder; set data.dir or ITERALIGN_DATA_DIR")
-        shared_completion_files(folder)
+            raise DataError("judge.check needs the data folder; set data.dir or ITERALIGN_DATA_DIR")
+        dry_run(list(config.judge.check.sets), folder, config.judge.check.limit, config.seed)
     if not redteam.train:
         raise DataError("data.sources: no prompt landed in the train split; add prompts or lower data.heldout_fraction")
     if not redteam.heldout:

@@ -97,6 +97,15 @@ class SFTExample(Record):
     completion: str
 
 
+class PreferencePair(Record):
+    """One DPO pair from a revision: the prompt, the accepted revision, the answer the judge flagged."""
+
+    prompt_id: str
+    prompt: str  # the original red-team prompt, no principles
+    chosen: str
+    rejected: str
+
+
 class StageStats(Record):
     seconds: float
     calls_made: int
@@ -122,6 +131,8 @@ class IterationSummary(Record):
     principles_added: list[str]
     sft_examples: int
     train_loss: float | None
+    # 07_train.json without the adapter hash: objective, and for DPO its beta, loss type, reference, rewards
+    training: dict = Field(default_factory=dict)
     stages: dict[str, StageStats]
     stop_reason: str | None = None
     principles_merged: list[str] = Field(default_factory=list)  # new ones merged into existing ones

@@ -39,7 +39,8 @@ class LlamaCppBackend(Backend):
     supports_json_schema = True
     supports_loglikelihood = True
 
-    def __init__(self, model: str, *, spec_id: str, n_ctx: int = 4096, n_threads: int | None = None):
+    def __init__(self, model: str, *, spec_id: str, n_ctx: int = 4096, n_threads: int | None = None,
+                 lora_path: str | None = None):
         try:
             from llama_cpp import Llama
         except ImportError:
@@ -50,7 +51,10 @@ class LlamaCppBackend(Backend):
         self.model_path = str(resolve_gguf(model))
         self.n_ctx = n_ctx
         self.n_threads = n_threads or max(1, os.cpu_count() or 1)
-        self.llm = Llama(model_path=self.model_path, n_ctx=n_ctx, n_threads=self.n_threads, seed=0, verbose=False)
+        self.lora_path = lora_path  # a GGUF LoRA applied on top (an iteration's converted adapter)
+        lora = {"lora_path": lora_path} if lora_path else {}
+        self.llm = Llama(model_path=self.model_path, n_ctx=n_ctx, n_threads=self.n_threads, seed=0, verbose=False,
+                         **lora)
         self._scorer = None  # the logits_all instance, opened on first loglikelihood call
 
     def generate_batch(self, chats: list[Chat], params: GenParams) -> list[str]:
@@ -82,8 +86,9 @@ class LlamaCppBackend(Backend):
             from llama_cpp import Llama
 
             # scores holds n_ctx x n_vocab floats: 0.8 GB for SmolLM2 at n_ctx=4096
+            lora = {"lora_path": self.lora_path} if self.lora_path else {}
             self._scorer = Llama(model_path=self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                 logits_all=True, seed=0, verbose=False)
+                                 logits_all=True, seed=0, verbose=False, **lora)
         return self._scorer
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:

@@ -20,7 +20,8 @@ from iteralign.backends.base import Backend
 from iteralign.backends.embedded import embedded_gguf, is_embedded
 from pydantic import TypeAdapter, ValidationError
 
-from iteralign.config import HFModel, LlamaCppModel, ModelSpec, OpenAIModel, _UNION_TAGS, describe_error, read_yaml
+from iteralign.config import HFModel, LlamaCppModel, ModelSpec, OpenAIModel
+from iteralign.config_loading import _UNION_TAGS, describe_error, read_yaml
 from iteralign.errors import ConfigError, ModelSpecError
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -42,10 +43,37 @@ def _model_name(spec: ModelSpec) -> str:
 
 
 def _hf_id(spec: HFModel) -> str:
-    sid = f"hf:{_model_name(spec)}:{spec.dtype}"
+    if spec.generate_with is not None:  # another engine answers: another identity, same adapter hash
+        engine = spec.generate_with
+        if engine.backend == "openai":
+            sid = f"hf:{_model_name(spec)}@openai:{','.join(engine.base_urls)}:{engine.model}"
+        else:
+            sid = f"hf:{_model_name(spec)}@llamacpp:{_model_name(engine)}"
+    else:
+        sid = f"hf:{_model_name(spec)}:{spec.dtype}"
     if spec.adapter:
         sid += f"+lora:{adapter_sha256(spec.adapter)[:16]}"
     return sid
+
+
+def gguf_lora_for(spec: HFModel) -> Path | None:
+    """The spec's adapter as a GGUF LoRA for llama.cpp: converted once, next to the adapter, named
+    by the adapter's hash (a re-trained adapter gets a new file; an unchanged one is reused)."""
+    if not spec.adapter:
+        return None
+    from iteralign.backends.gguf_lora import convert_adapter, converted_path
+
+    adapter = Path(spec.adapter)
+    path = converted_path(adapter, adapter_sha256(adapter))
+    if not path.is_file():
+        from iteralign.backends.hf import resolve_hf_model
+
+        config_path = Path(resolve_hf_model(spec.model)) / "config.json"
+        if not config_path.is_file():
+            raise ModelSpecError(f"models.base.generate_with: converting the adapter needs the base model's "
+                                 f"config.json, not found at {config_path}; use a local model folder")
+        convert_adapter(adapter, json.loads(config_path.read_text(encoding="utf-8")), path)
+    return path
 
 
 def check_adapter(adapter: str, where: str) -> None:
@@ -75,6 +103,12 @@ def _check_hf(spec: HFModel, role: str) -> None:
                                  "(org/name); check the path, or use 'embedded'")
     if spec.adapter:
         check_adapter(spec.adapter, f"models.{role}.adapter")
+    if spec.generate_with is not None and spec.generate_with.backend == "llamacpp":
+        _check_llamacpp(spec.generate_with, f"{role}.generate_with")
+    elif spec.generate_with is not None and spec.generate_with.api_key_env:
+        from iteralign.backends.openai_compat import read_api_key
+
+        read_api_key(spec.generate_with.api_key_env)
     if not _DEVICE.fullmatch(spec.device):
         raise ModelSpecError(f"models.{role}.device: {spec.device!r} is not a device; use cpu, cuda, cuda:N, mps or auto")
     if spec.device.startswith("cuda"):
@@ -107,6 +141,23 @@ def _check_openai(spec: OpenAIModel, role: str) -> None:
 
 
 def _build_hf(spec: HFModel, sid: str) -> Backend:
+    if spec.generate_with is not None and spec.generate_with.backend == "openai":
+        from iteralign.backends.lora_server import LoRAServerBackend
+
+        engine = spec.generate_with
+        return LoRAServerBackend(spec_id=sid, model=engine.model, base_urls=engine.base_urls, server=engine.server,
+                                 adapter=Path(spec.adapter) if spec.adapter else None,
+                                 adapter_sha256=adapter_sha256(spec.adapter) if spec.adapter else None,
+                                 api_key_env=engine.api_key_env, path_from=engine.adapter_path_from,
+                                 path_to=engine.adapter_path_to, max_concurrency=engine.max_concurrency,
+                                 timeout_s=engine.timeout_s, max_retries=engine.max_retries)
+    if spec.generate_with is not None:
+        from iteralign.backends.llamacpp import LlamaCppBackend
+
+        engine = spec.generate_with
+        lora = gguf_lora_for(spec)
+        return LlamaCppBackend(engine.model, spec_id=sid, n_ctx=engine.n_ctx, n_threads=engine.n_threads,
+                               lora_path=str(lora) if lora else None)
     from iteralign.backends.hf import HFBackend
 
     return HFBackend(spec.model, spec.adapter, spec_id=sid, dtype=spec.dtype, device=spec.device,

@@ -1,6 +1,6 @@
 """BIG-bench HHH alignment (harmless / helpful / honest / other), scored by log-likelihood.
 
-In: a backend that supports log-likelihood, the shared data folder (it reads
+In: a backend that supports log-likelihood, the shared data folder (data/hhh.py reads
 `bigbench_hhh_alignment/{harmless,helpful,honest,other}/task.json`), and `limit` = at most that
 many examples from *each* category file (so every category is present in a quick run).
 Out: a `BenchmarkResult` with accuracy per category and overall, and one record per example.
@@ -26,18 +26,14 @@ and flagged (`tie=True`) in the example's record.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from iteralign.backends.base import Backend
-from iteralign.errors import DataError
+from iteralign.data.hhh import CATEGORIES, HHHExample, load_hhh
 from iteralign.evaluate import stats
 from iteralign.evaluate.results import BenchmarkResult, ExampleResult
 from iteralign.evaluate.scoring import ChoiceItem, require_loglikelihood, score_choices
 
-CATEGORIES = ("harmless", "helpful", "honest", "other")
-TASK_DIR = "bigbench_hhh_alignment"
 
 # Dromedary's A/B question, word for word (two spaces after "Human:" included).
 AB_STORY = (
@@ -47,41 +43,6 @@ AB_STORY = (
 )
 AB_ANSWER_PREFIX = "\nSure! The correct option would be"
 LETTERS = (" A", " B")
-
-
-@dataclass(frozen=True)
-class HHHExample:
-    id: str
-    category: str
-    input: str
-    candidates: list[str]
-    labels: list[int]
-    input_prefix: str  # BIG-bench's example_input_prefix for the category ("\nHuman: ")
-    output_prefix: str  # and example_output_prefix ("\nAssistant:")
-
-
-def load_hhh(data_dir: str | Path, limit: int | None = None) -> list[HHHExample]:
-    examples: list[HHHExample] = []
-    for category in CATEGORIES:
-        path = Path(data_dir) / TASK_DIR / category / "task.json"
-        if not path.is_file():
-            raise DataError(f"{path}: file not found; point data.dir (or ITERALIGN_DATA_DIR) at the shared datasets")
-        try:
-            task = json.loads(path.read_text(encoding="utf-8"))
-            rows = task["examples"][:limit] if limit else task["examples"]
-            for index, row in enumerate(rows):
-                scores = row["target_scores"]
-                if len(scores) != 2 or sorted(scores.values()) != [0, 1]:
-                    raise ValueError(f"example {index} needs exactly two replies, one scored 1")
-                examples.append(HHHExample(
-                    id=f"{category}/{index}", category=category, input=row["input"],
-                    candidates=list(scores), labels=[int(v) for v in scores.values()],
-                    input_prefix=task.get("example_input_prefix", "\nHuman: "),
-                    output_prefix=task.get("example_output_prefix", "\nAssistant:"),
-                ))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise DataError(f"{path}: not a BIG-bench HHH task file ({exc})") from None
-    return examples
 
 
 def ab_prompt(example_input: str, option_a: str, option_b: str, meta_prompt: str = "",

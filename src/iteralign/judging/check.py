@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import csv
 import logging
+import random
+from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -85,6 +87,25 @@ def with_shared_labels(path: Path, rows: list[dict[str, str]], data_dir: Path | 
     return rows
 
 
+def stratified(rows: list[dict[str, str]], limit: int | None, seed: int) -> list[dict[str, str]]:
+    """`limit` rows spread evenly over the prompt types (seeded); all rows when no limit."""
+    if not limit or limit >= len(rows):
+        return rows
+    by_type: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        by_type[row.get("type", "")].append(i)
+    rng = random.Random(seed)
+    for indices in by_type.values():
+        rng.shuffle(indices)
+    chosen, depth = [], 0
+    while len(chosen) < limit:  # one of each type per round, types in file order
+        for indices in by_type.values():
+            if depth < len(indices) and len(chosen) < limit:
+                chosen.append(indices[depth])
+        depth += 1
+    return [rows[i] for i in sorted(chosen)]
+
+
 def score(predicted: Sequence[str | None], human: Sequence[str]) -> dict:
     """Every agreement figure of one labelling against the human one (unscored left out)."""
     pairs = [(p, h) for p, h in zip(predicted, human) if p is not None]
@@ -98,12 +119,14 @@ def score(predicted: Sequence[str | None], human: Sequence[str]) -> dict:
 
 
 def check_completions(classify: Classifier, files: list[Path], data_dir: Path | None = None,
-                      limit: int | None = None) -> dict:
-    """{"sets": {file stem: figures}, "overall": figures}; every file is read before any judging."""
+                      limit: int | None = None, seed: int = 0) -> dict:
+    """{"sets": {file stem: figures}, "overall": figures}; every file is read before any judging.
+    `limit`: a seeded subset of that many rows per file, spread over the prompt types (the files
+    are sorted by type, so their first rows would all be of one)."""
     tables = []
     for path in files:
         rows = with_shared_labels(path, read_completions(path), data_dir)
-        tables.append((path, rows[:limit] if limit else rows))
+        tables.append((path, stratified(rows, limit, seed)))
     sets, all_ours, all_human, all_baselines = {}, [], [], {c: [] for c in BASELINE_COLUMNS}
     for path, rows in tables:
         log.info("judge-check: %s (%d completions)", path.name, len(rows))
@@ -126,21 +149,6 @@ def check_completions(classify: Classifier, files: list[Path], data_dir: Path | 
     return {"sets": sets, "overall": overall}
 
 
-def refusal_classifier() -> Classifier:
-    from iteralign.judging.refusal import RefusalJudge
-
-    judge = RefusalJudge.default()
-
-    def classify(prompts: list[str], completions: list[str]) -> list[str | None]:
-        out = []
-        for prompt, completion in zip(prompts, completions):
-            judgement = judge.classify(prompt, completion)
-            out.append(None if judgement is None else judgement.label)
-        return out
-
-    return classify
-
-
 def table_lines(document: dict) -> list[str]:
     """A Markdown table of binary agreement: ours, with the files' own labels beside it."""
     def cell(figures: dict | None) -> str:
@@ -161,39 +169,3 @@ def table_lines(document: dict) -> list[str]:
                      f"{'n/a' if three is None else f'{three:.3f}'} | {cell(base.get('strmatch_label'))} | "
                      f"{cell(base.get('gpt4_label'))} |")
     return lines
-
-
-def oracle_classifier(oracle, judge_config, seed: int = 0) -> Classifier:
-    """An LLM oracle asked XSTest's three-class question (judging/xstest_class.py)."""
-    from iteralign.judging.xstest_class import xstest_classes
-
-    def classify(prompts: list[str], completions: list[str]) -> list[str | None]:
-        return [asked.value for asked in xstest_classes(oracle, prompts, completions, judge_config, seed)]
-
-    return classify
-
-
-def run_check(sets: list[str], classify: Classifier, data_dir: Path | None, limit: int | None = None,
-              completion_files: list[Path] | None = None) -> dict:
-    """Every requested check; the document judge_check.json and `judge-check --out` hold. The
-    xstest-completions figures are at the top ("sets": per file, "overall"); each other check
-    is under its own name."""
-    document: dict = {}
-    for name in sets:
-        if name == "xstest-completions":
-            if not completion_files and data_dir is None:
-                raise DataError("judge-check xstest-completions: no files given and no data folder; set "
-                                "ITERALIGN_DATA_DIR or pass --xstest-completions FILE")
-            files = completion_files or shared_completion_files(data_dir)
-            document.update(check_completions(classify, files, data_dir, limit))
-        else:
-            raise DataError(f"judge-check: unknown set {name!r}; choose xstest-completions")
-    return document
-
-
-def headline(document: dict) -> tuple[str, float, list[float]] | None:
-    """(what, binary agreement, interval): the figure a run is held to and the report shows."""
-    overall = document.get("overall") or {}
-    if overall.get("binary_agreement") is not None:
-        return "XSTest completions, binary", overall["binary_agreement"], overall["binary_ci"]
-    return None

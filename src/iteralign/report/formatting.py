@@ -28,6 +28,24 @@ def metric(m: dict | None) -> str:
     return f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}] n={m.get('n')}"
 
 
+def training(summary: dict) -> str:
+    """'0.41' for SFT; 'DPO 0.52: margin +0.83, chosen wins 100% (beta 0.1, sigmoid)' when DPO ran."""
+    loss = summary.get("train_loss")
+    info = summary.get("training") if isinstance(summary.get("training"), dict) else {}
+    dpo = info.get("dpo") if isinstance(info.get("dpo"), dict) else None
+    if not dpo:
+        return "" if loss is None else f"{loss}"
+    margin, wins = dpo.get("rewards_margins_last"), dpo.get("rewards_accuracies_last")
+    text = f"DPO {loss}"
+    if isinstance(margin, (int, float)):
+        text += f": margin {margin:+.2f}"
+    if isinstance(wins, (int, float)):
+        text += f", chosen wins {100 * wins:.0f}%"
+    text += f" (beta {dpo.get('beta')}, {dpo.get('loss_type')}, {dpo.get('pairs')} pairs)"
+    sft = info.get("sft") if isinstance(info.get("sft"), dict) else None
+    return (f"SFT {sft.get('loss')}, then " if sft else "") + text
+
+
 def seconds(value: float | None) -> str:
     if value is None:
         return "n/a"

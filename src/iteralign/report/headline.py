@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from iteralign.judging.check_sets import headline as check_headline
 from iteralign.statistics import paired_difference
 from iteralign.report import formatting as fmt
 from iteralign.report.run_reader import RunData, Step
@@ -44,11 +45,14 @@ class Change:
 class Headline:
     judge: str
     judge_agreement: str | None
+    judge_short: str | None = None  # the measured figure alone, repeated beside every rate it produced
     changes: list[Change] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         agreement = self.judge_agreement or "not measured (set judge.check to measure it)"
-        return [c.sentence() for c in self.changes] + [f"Judge: {self.judge}; agreement with human labels: {agreement}."]
+        beside = f" [judged by {self.judge}, agreement with human labels {self.judge_short or 'not measured'}]"
+        return ([c.sentence() + beside for c in self.changes]
+                + [f"Judge: {self.judge}; agreement with human labels: {agreement}."])
 
 
 def _pairs(before: dict[str, bool | None], after: dict[str, bool | None]) -> tuple[list[bool], list[bool]]:
@@ -85,26 +89,33 @@ def _same_answers(step: Step) -> bool:
     return bool(examples) and all(probe.get(e["id"]) == (e.get("choices") or [None])[0] for e in examples)
 
 
-def judge_description(run: RunData) -> tuple[str, str | None]:
+def judge_description(run: RunData) -> tuple[str, str | None, str | None]:
+    """(the judge's name, its measured figure in words, the same in a few words) from judge_check.json."""
     check = run.judge_check or {}
     models = run.manifest.get("models") if isinstance(run.manifest.get("models"), dict) else {}
     judge_cfg = run.config.get("judge") if isinstance(run.config.get("judge"), dict) else {}
     mode = judge_cfg.get("mode", "structured")
     name = check.get("judge") or ("refusal (model-free)" if mode == "refusal"
                                   else f"{models.get('oracle')} ({mode})")
-    overall = check.get("overall") if isinstance(check.get("overall"), dict) else {}
-    if not isinstance(overall.get("binary_agreement"), (int, float)) or not isinstance(overall.get("binary_ci"), list):
-        return str(name), None
-    low, high = overall["binary_ci"]
-    kappa = overall.get("kappa")
-    return name, (f"{overall['binary_agreement']:.3f} (95% CI {low:.3f}-{high:.3f}"
-                  + (f", kappa {kappa:.3f}" if kappa is not None else "")
-                  + f") of {overall['n']} XSTest completions, binary (compliance vs refusal)")
+    figure = check_headline(check)
+    if figure is None:
+        return str(name), None, None
+    low, high = figure["ci"]
+    kappa = None
+    if figure["check"] == "xstest-completions":
+        overall = check.get("overall") or (check.get("checks") or {}).get("xstest-completions", {}).get("overall") or {}
+        kappa = overall.get("kappa") if isinstance(overall.get("kappa"), (int, float)) else None
+        words = (f"{figure['value']:.3f} (95% CI {low:.3f}-{high:.3f}"
+                 + (f", kappa {kappa:.3f}" if kappa is not None else "")
+                 + f") of {figure['n']} XSTest completions, binary (compliance vs refusal)")
+    else:
+        words = f"{figure['value']:.3f} (95% CI {low:.3f}-{high:.3f}) on {figure['what']}, n={figure['n']}"
+    return str(name), words, f"{figure['value']:.3f}"
 
 
 def build_headline(run: RunData) -> Headline:
-    name, agreement = judge_description(run)
-    headline = Headline(judge=name, judge_agreement=agreement)
+    name, agreement, short = judge_description(run)
+    headline = Headline(judge=name, judge_agreement=agreement, judge_short=short)
     base = run.baseline
     last = next((s for s in reversed(run.iterations) if s.probe_verdicts), None)
     if base is not None and base.probe_verdicts and last is not None:

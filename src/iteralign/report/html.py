@@ -92,7 +92,7 @@ def _overview(run: RunData, plots: dict[str, Plot]) -> str:
                      _e(fmt.tally(step.revisions)) + (f" ({_e(accepted)} accepted)" if accepted is not None else ""),
                      _e(fmt.tally(step.probe)), _e(len((step.principles or {}).get("added") or [])
                                                     if step.principles is not None else ""),
-                     _e(summary.get("sft_examples", "")), _e(summary.get("train_loss", "")),
+                     _e(summary.get("sft_examples", "")), _e(fmt.training(summary)),
                      _e(fmt.seconds(seconds)).replace(" ", "&nbsp;"), f"{made}&nbsp;/&nbsp;{cached}&nbsp;/&nbsp;{failed}",
                      "finished" if step.finished else f'<span class="bad">stopped in {_e(step.stopped_in)}</span>'])
     header = ["model", "answers: violation rate", "revisions", "held-out probe", "principles added",

@@ -35,14 +35,15 @@ def evaluated_steps(run: RunData) -> tuple[Step | None, Step | None]:
 
 
 def rate_rows(run: RunData) -> list[str]:
-    lines = ["| model | answers | revisions (accepted) | held-out probe | principles added | status |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| model | answers | revisions (accepted) | held-out probe | principles added | training (loss) | status |",
+             "|---|---|---|---|---|---|---|"]
     for step in run.steps:
         accepted = (step.revisions or {}).get("accepted")
         added = len((step.principles or {}).get("added") or []) if step.principles is not None else ""
         status = "finished" if step.finished else f"stopped in {step.stopped_in}"
         lines.append(f"| {step.label} | {fmt.tally(step.answers)} | {fmt.tally(step.revisions)}"
-                     f"{f' ({accepted})' if accepted is not None else ''} | {fmt.tally(step.probe)} | {added} | {status} |")
+                     f"{f' ({accepted})' if accepted is not None else ''} | {fmt.tally(step.probe)} | {added} | "
+                     f"{fmt.md_cell(fmt.training(step.summary or {}))} | {status} |")
     return lines
 
 

@@ -37,6 +37,7 @@ VERDICTS = "03_verdicts.jsonl"
 PRINCIPLES = "04_principles.json"
 REVISIONS = "05_revisions.jsonl"
 SFT = "06_sft.jsonl"
+DPO_PAIRS = "06_dpo_pairs.jsonl"  # only when train.objective includes dpo
 TRAIN = "07_train.json"
 PROBE_RESPONSES = "08_probe_responses.jsonl"
 PROBE_VERDICTS = "09_probe_verdicts.jsonl"

@@ -17,7 +17,8 @@ from typing import Iterable, TypeVar
 import yaml
 from pydantic import BaseModel
 
-from iteralign.config import Config, config_to_yaml
+from iteralign.config import Config
+from iteralign.config_loading import config_to_yaml
 from iteralign.errors import RunDirError
 from iteralign.store import layout
 

@@ -92,6 +92,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
+        if self.path.rstrip("/") in ("/v1/load_lora_adapter", "/load_lora_adapter"):
+            self.server.stub._handle_lora_load(self, body)
+            return
         if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
             self._send_json(404, {"error": {"message": f"no route POST {self.path}", "type": "not_found"}})
             return
@@ -103,7 +106,8 @@ class StubServer:
 
     def __init__(self, upstream: str | None = None, latency_s: float = 0.0, fault_rate: float = 0.0,
                  faults: Sequence[str] = ("500", "timeout", "malformed"), hang_s: float = 5.0, seed: int = 0,
-                 reply: Callable[[dict[str, Any]], Any] | None = None, echo_headers_on_error: bool = False):
+                 reply: Callable[[dict[str, Any]], Any] | None = None, echo_headers_on_error: bool = False,
+                 lora_base_model: str | None = None):
         unknown = [f for f in faults if f not in FAULT_KINDS]
         if unknown or (fault_rate > 0 and not faults):
             raise ValueError(f"faults must be a non-empty subset of {FAULT_KINDS}, got {tuple(faults)}")
@@ -114,6 +118,13 @@ class StubServer:
         self.hang_s, self.seed, self.reply = hang_s, seed, reply
         # like some proxies and debug servers: a 500's error message repeats the request headers
         self.echo_headers_on_error = echo_headers_on_error
+        # vLLM's runtime LoRA: with a base model name, POST /v1/load_lora_adapter registers
+        # {lora_name: lora_path} (a second load of a name is HTTP 400 "already loaded"), and a chat
+        # request must name the base model or a loaded adapter (else 404, as vLLM answers)
+        self.lora_base_model = lora_base_model
+        self.loaded_adapters: dict[str, str] = {}
+        self.load_requests: list[dict[str, Any]] = []
+        self.models_asked: list[str] = []
         self.stats: dict[str, int] = {"requests": 0, "ok": 0, "500": 0, "timeout": 0, "malformed": 0}
         self.headers: list[dict[str, str]] = []  # request headers as received, in arrival order
         self._attempts: dict[str, int] = {}
@@ -182,7 +193,31 @@ class StubServer:
         with self._lock:
             self.stats[key] += 1
 
+    def _handle_lora_load(self, handler: _Handler, body: bytes) -> None:
+        request = json.loads(body or b"{}")
+        with self._lock:
+            self.load_requests.append(request)
+            name, path = request.get("lora_name"), request.get("lora_path")
+            if self.lora_base_model is None:
+                handler._send_json(404, {"error": {"message": "runtime LoRA is not enabled", "type": "not_found"}})
+            elif not name or not path:
+                handler._send_json(400, {"error": {"message": "lora_name and lora_path are required"}})
+            elif name in self.loaded_adapters:
+                handler._send_json(400, {"error": {"message": f"The lora adapter '{name}' has already been loaded."}})
+            else:
+                self.loaded_adapters[name] = path
+                handler._send(200, f"Success: LoRA adapter '{name}' added successfully.".encode(), "text/plain")
+
     def _handle_completion(self, handler: _Handler, body: bytes) -> None:
+        if self.lora_base_model is not None:
+            model = json.loads(body or b"{}").get("model")
+            with self._lock:
+                self.models_asked.append(model)
+                known = model == self.lora_base_model or model in self.loaded_adapters
+            if not known:
+                handler._send_json(404, {"error": {"message": f"The model `{model}` does not exist.",
+                                                   "type": "NotFoundError"}})
+                return
         with self._lock:
             self.stats["requests"] += 1
             number = self.stats["requests"]
