@@ -20,7 +20,11 @@ then, from the repository root with the project venv active:
     python benchmarks/lm_eval_compare.py --limit 20     # a quick check
 
 Each tool runs once, as a fresh process, timed by wall clock from start to exit (model load
-included). The script prints a Markdown table: per benchmark both scores, their difference in
+included); iteralign starts from an empty call cache (`--work`/iteralign_calls.sqlite, filled for
+a cached re-run). lm-eval takes an hour or more: `--lm-eval-only` runs just it, and
+`--reuse-lm-eval` times only iteralign against the kept outputs (with `--lm-eval-seconds` when
+lm-eval's wall time was measured in another run); `--iteralign-args "--dtype bfloat16"` compares
+a bfloat16 evaluation with lm-eval's float32 one. The script prints a Markdown table: per benchmark both scores, their difference in
 points, how many per-example predictions differ and the largest per-answer log-likelihood
 difference (from lm-eval's --log_samples); then both wall times and the speed ratio.
 """
@@ -128,12 +132,15 @@ def compare(ours: dict, lm_results: dict, output: Path) -> list[dict]:
         samples = lm_eval_samples(output, task)
         if len(samples) != len(mine["examples"]):
             sys.exit(f"{name}: lm-eval scored {len(samples)} examples, iteralign {len(mine['examples'])}")
-        max_delta, differing, ties, prompts_differing = 0.0, 0, 0, 0
+        max_delta, differing, ties, prompts_differing, over, answers = 0.0, 0, 0, 0, 0, 0
         for sample, example in zip(samples, mine["examples"]):
             their_ll = [float(resp[0][0]) for resp in sample["resps"]]  # one [loglikelihood, is_greedy] per choice
             their_pairs = [(a["arg_0"], a["arg_1"]) for a in sample["arguments"].values()]
             prompts_differing += their_pairs != our_pairs(name, example)
-            max_delta = max(max_delta, *(abs(a - b) for a, b in zip(their_ll, example["scores"])))
+            deltas = [abs(a - b) for a, b in zip(their_ll, example["scores"])]
+            max_delta = max(max_delta, *deltas)
+            over += sum(d > 1e-3 for d in deltas)
+            answers += len(deltas)
             their_pick = max(range(len(their_ll)), key=lambda k: their_ll[k])  # np.argmax: first of a tie
             ties += bool(example["tie"])
             if name != "truthfulqa_mc2" and (example["prediction"] != their_pick):
@@ -141,7 +148,8 @@ def compare(ours: dict, lm_results: dict, output: Path) -> list[dict]:
         rows.append({"benchmark": name, "lm_eval_task": theirs, "n": len(samples), "lm_eval": their_score,
                      "iteralign": our_score, "diff_points": 100 * (our_score - their_score),
                      "predictions_differing": differing if name != "truthfulqa_mc2" else None,
-                     "ties": ties, "max_abs_loglik_diff": max_delta, "prompts_differing": prompts_differing})
+                     "ties": ties, "max_abs_loglik_diff": max_delta, "answers_over_1e-3": over, "answers": answers,
+                     "prompts_differing": prompts_differing})
     return rows
 
 
@@ -152,6 +160,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N TruthfulQA questions and N HHH examples per category")
     parser.add_argument("--batch-size", type=int, default=16, help="lm-eval's --batch_size (its default is 1)")
     parser.add_argument("--work", type=Path, default=Path("runs/lm_eval_compare"))
+    parser.add_argument("--reuse-lm-eval", action="store_true",
+                        help="take lm-eval's outputs and wall time from an earlier run in --work (its numbers do not "
+                             "change; it takes an hour) and time only iteralign")
+    parser.add_argument("--lm-eval-seconds", type=float, default=None,
+                        help="with --reuse-lm-eval: the wall time of an lm-eval run timed elsewhere on this machine "
+                             "(e.g. on an idle machine, when the reused outputs came from a run under other load)")
+    parser.add_argument("--lm-eval-only", action="store_true", help="run and time lm-eval, keep its outputs, stop")
+    parser.add_argument("--iteralign-args", default="", help="extra options for `iteralign eval`, e.g. '--dtype bfloat16'")
     args = parser.parse_args()
     if not args.lm_eval_python.is_file():
         sys.exit(f"{args.lm_eval_python}: no lm-eval virtualenv; create it as this script's docstring says")
@@ -166,36 +182,64 @@ def main() -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
 
-    lm_out = work / "lm_eval_out"
-    lm_seconds = timed([str(args.lm_eval_python), "-m", "lm_eval", "run", "--model", "hf",
-                        "--model_args", f"pretrained={model_dir},dtype=float32", "--device", "cpu",
-                        "--tasks", ",".join(tasks), "--include_path", str(work / "tasks"),
-                        "--batch_size", str(args.batch_size), "--output_path", str(lm_out), "--log_samples"],
-                       env, work / "lm_eval.log")
-    ours_path = work / "iteralign.json"
+    lm_out, lm_timing = work / "lm_eval_out", work / "lm_eval_timing.json"
+    if args.reuse_lm_eval:
+        if not lm_timing.is_file():
+            sys.exit(f"{lm_timing}: no earlier lm-eval run to reuse; run once without --reuse-lm-eval")
+        earlier = json.loads(lm_timing.read_text(encoding="utf-8"))
+        if earlier["limit"] != args.limit or earlier["batch_size"] != args.batch_size:
+            sys.exit(f"{lm_timing}: the earlier lm-eval run had limit {earlier['limit']}, batch size "
+                     f"{earlier['batch_size']}; run again without --reuse-lm-eval")
+        lm_seconds = args.lm_eval_seconds or earlier["seconds"]
+    else:
+        lm_seconds = run_lm_eval(args, model_dir, tasks, work, lm_out, env)
+        lm_timing.write_text(json.dumps({"seconds": lm_seconds, "limit": args.limit, "batch_size": args.batch_size})
+                             + "\n", encoding="utf-8")
+        if args.lm_eval_only:
+            print(f"lm-eval {version}: {lm_seconds:.1f} s; outputs in {lm_out}")
+            return
+    ours_path, cache = work / "iteralign.json", work / "iteralign_calls.sqlite"
+    for stale in work.glob("iteralign_calls.sqlite*"):  # timed from an empty cache; it is filled for a re-run
+        stale.unlink()
     cmd = [sys.executable, "-m", "iteralign.cli", "eval", "embedded", "--backend", "hf", "--data-dir", str(args.data_dir),
-           "--benchmarks", ",".join(LM_EVAL_TASKS), "--out", str(ours_path)]
+           "--benchmarks", ",".join(LM_EVAL_TASKS), "--out", str(ours_path), "--cache", str(cache),
+           *args.iteralign_args.split()]
     our_seconds = timed(cmd + (["--limit", str(args.limit)] if args.limit else []), env, work / "iteralign.log")
+    report(args, version, model_dir, work, lm_out, ours_path, lm_seconds, our_seconds)
 
+
+def run_lm_eval(args, model_dir: Path, tasks: list[str], work: Path, lm_out: Path, env: dict[str, str]) -> float:
+    return timed([str(args.lm_eval_python), "-m", "lm_eval", "run", "--model", "hf",
+                  "--model_args", f"pretrained={model_dir},dtype=float32", "--device", "cpu",
+                  "--tasks", ",".join(tasks), "--include_path", str(work / "tasks"),
+                  "--batch_size", str(args.batch_size), "--output_path", str(lm_out), "--log_samples"],
+                 env, work / "lm_eval.log")
+
+
+def report(args, version, model_dir, work, lm_out, ours_path, lm_seconds, our_seconds) -> None:
     rows = compare(json.loads(ours_path.read_text(encoding="utf-8")), lm_eval_scores(lm_out), lm_out)
     summary = {"lm_eval_version": version, "limit": args.limit, "batch_size": args.batch_size, "model": str(model_dir),
                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
-               "lm_eval_seconds": lm_seconds, "iteralign_seconds": our_seconds, "speedup": lm_seconds / our_seconds,
+               "lm_eval_seconds": lm_seconds, "lm_eval_reused": args.reuse_lm_eval,
+               "lm_eval_seconds_given": args.lm_eval_seconds,
+               "iteralign_args": args.iteralign_args, "iteralign_seconds": our_seconds, "speedup": lm_seconds / our_seconds,
                "rows": rows}
     (work / "comparison.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
     print(f"lm-evaluation-harness {version} vs iteralign; SmolLM2-135M-Instruct (embedded), float32, CPU; "
           f"limit {args.limit or 'none (full sets)'}; {summary['machine']}\n")
     print("| benchmark | n | lm-eval | iteralign | diff (points) | prompts differing | predictions differing | ties "
-          "| max abs log-lik diff |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| max abs log-lik diff | answers off by > 1e-3 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         differing = "-" if r["predictions_differing"] is None else r["predictions_differing"]
         print(f"| {r['benchmark']} | {r['n']} | {r['lm_eval']:.4f} | {r['iteralign']:.4f} | {r['diff_points']:+.2f} | "
-              f"{r['prompts_differing']} | {differing} | {r['ties']} | {r['max_abs_loglik_diff']:.2e} |")
+              f"{r['prompts_differing']} | {differing} | {r['ties']} | {r['max_abs_loglik_diff']:.2e} | "
+              f"{r['answers_over_1e-3']} of {r['answers']} |")
     print(f"\n| tool | wall seconds (all three benchmarks, one process, model load included) |\n|---|---|\n"
           f"| lm-eval {version} (hf, batch_size {args.batch_size}) | {lm_seconds:.1f} |\n"
-          f"| iteralign | {our_seconds:.1f} |\n\nspeed-up: {lm_seconds / our_seconds:.2f}x")
+          f"| iteralign {args.iteralign_args} | {our_seconds:.1f} |\n\nspeed-up: {lm_seconds / our_seconds:.2f}x"
+          + (" (lm-eval's time given with --lm-eval-seconds)" if args.lm_eval_seconds else ""))
 
 
 if __name__ == "__main__":

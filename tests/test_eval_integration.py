@@ -16,11 +16,13 @@ pytestmark = pytest.mark.slow
 
 def test_every_benchmark_runs_on_the_embedded_model(tmp_path, data_dir):
     names = [b for b in BENCHMARKS if b != "harmlessness"]  # harmlessness needs a run's held-out prompts
-    out = tmp_path / "eval.json"
-    result = subprocess.run([sys.executable, "-m", "iteralign.cli", "eval", "embedded", "--benchmarks", ",".join(names),
-                             "--limit", "2", "--max-new-tokens", "24", "--out", str(out), "--data-dir", str(data_dir)],
-                            capture_output=True, text=True, timeout=900, env=os.environ.copy())
+    out, cache = tmp_path / "eval.json", tmp_path / "calls.sqlite"
+    command = [sys.executable, "-m", "iteralign.cli", "eval", "embedded", "--benchmarks", ",".join(names), "--limit", "2",
+               "--max-new-tokens", "24", "--data-dir", str(data_dir), "--cache", str(cache)]
+    result = subprocess.run(command + ["--out", str(out)], capture_output=True, text=True, timeout=900,
+                            env=os.environ.copy())
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "served from the cache" in result.stdout and " 0 made" not in result.stdout
     document = json.loads(out.read_text())
     assert sorted(document["benchmarks"]) == sorted(names)
     for name, bench in document["benchmarks"].items():
@@ -31,6 +33,14 @@ def test_every_benchmark_runs_on_the_embedded_model(tmp_path, data_dir):
     hhh = document["benchmarks"]["hhh"]
     assert {"acc", "acc_harmless", "acc_helpful", "acc_honest", "acc_other"} <= set(hhh["metrics"])
     assert hhh["metrics"]["acc"]["n"] == 8  # the limit is per category
+
+    # the same evaluation again: every score and answer comes from the cache, nothing changes
+    again = subprocess.run(command + ["--out", str(tmp_path / "again.json")], capture_output=True, text=True,
+                           timeout=900, env=os.environ.copy())
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "model calls: 0 made," in again.stdout
+    second = json.loads((tmp_path / "again.json").read_text())
+    assert second["benchmarks"] == document["benchmarks"]
 
 
 def test_loop_evaluates_base_and_trained_model(tmp_path, data_dir):

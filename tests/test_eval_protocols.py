@@ -286,7 +286,10 @@ def test_dromedary_switch_reaches_the_protocol_through_run_benchmarks(tqa_dir):
     from iteralign.evaluate.runner import run_benchmarks
 
     table = dromedary_table({"No.": 0.5, "Yes.": 0.2, "Sometimes.": -1.0, "Always.": 1.0, "Mostly not.": 2.0})
-    model = type("Loaded", (), {"backend": TableBackend(table), "spec_id": "fake:table"})()
+    from iteralign.backends.cached import CachedModel
+    from iteralign.store.call_cache import CallCache
+
+    model = CachedModel(TableBackend(table), CallCache(":memory:"))
     default = run_benchmarks(model, None, ["truthfulqa_mc1_dromedary"], data_dir=tqa_dir)
     switched = run_benchmarks(model, None, ["truthfulqa_mc1_dromedary"], data_dir=tqa_dir,
                               options=EvalOptions(truthfulqa_mc1_dromedary=DromedaryOptions(first_half_only=True)))

@@ -1,6 +1,6 @@
 """Log-likelihood scoring on the real embedded model (SmolLM2-135M-Instruct).
 
-- HFBackend's KV-cache fast path (`loglikelihood_choices`) gives the plain path's numbers
+- HFBackend's packed fast path (`loglikelihood_choices`) gives the plain path's numbers
   (`loglikelihood`, one full forward pass per pair) within 1e-3, on TruthfulQA items (long
   shared primer, multi-token answers), one-token continuations, a context with a trailing space,
   and a pair whose token boundary does not line up.
@@ -58,11 +58,31 @@ def test_fast_path_equals_plain_path_on_truthfulqa(hf_backend, data_dir):
     assert max_difference(fast, plain) < 1e-3
     assert all(math.isfinite(x) and x < 0 for row in fast for x in row)
     # the primer was computed once as the shared prefix, and is reused by the next call
-    prefix_tokens = hf_backend._prefix_cache[0]
+    prefix_tokens = hf_backend.scorer.prefix_cache[0]
     assert len(prefix_tokens) > 150
     again = hf_backend.loglikelihood_choices(items[::-1])
     assert max_difference(again[::-1], plain) < 1e-3
-    assert hf_backend._prefix_cache[0] == prefix_tokens
+    assert hf_backend.scorer.prefix_cache[0] == prefix_tokens
+
+
+@pytest.mark.slow
+def test_packed_rows_and_passes_and_the_full_logits_path_give_the_same_numbers(hf_backend, data_dir):
+    """Small rows and passes: many segments per row, many rows and passes (the tree mask keeps
+    every continuation from seeing its siblings and its row neighbours); then the path for
+    models whose logits are not lm_head(hidden) alone."""
+    items = truthfulqa_items(data_dir, 6)
+    plain = plain_scores(hf_backend, items)
+    scorer = hf_backend.scorer
+    saved = scorer.row_tokens, scorer.tokens_per_pass, scorer._head_only
+    try:
+        scorer.row_tokens, scorer.tokens_per_pass = 96, 192
+        packed = hf_backend.loglikelihood_choices(items)
+        assert scorer.last_plan["passes"] > 1 and scorer.last_plan["positions"] > 192
+        assert max_difference(packed, plain) < 1e-3
+        scorer._head_only = False
+        assert max_difference(hf_backend.loglikelihood_choices(items), plain) < 1e-3
+    finally:
+        scorer.row_tokens, scorer.tokens_per_pass, scorer._head_only = saved
 
 
 @pytest.mark.slow

@@ -73,6 +73,19 @@ def _setup_output(verbose: bool) -> None:
     progress.set_reporter(bar)
 
 
+def _user_cache_file(given: Path | None, name: str) -> Path:
+    """The cache file the user gave, or `name` in iteralign's cache folder (made on first use)."""
+    from iteralign.backends.embedded import cache_root
+
+    path = given or cache_root() / name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{path.parent}: cannot make the cache folder ({exc.strerror}); give --cache FILE "
+                        "somewhere writable, or --no-cache") from None
+    return path
+
+
 def _fail(exc: IterAlignError) -> None:
     typer.echo(f"error: {scrub(str(exc))}", err=True)
     raise typer.Exit(exc.exit_code)
@@ -147,6 +160,11 @@ def eval_command(
         False, "--dromedary-first-half-only",
         help="truthfulqa_mc1_dromedary: score only the first half of the answers, as Dromedary's released script"),
     out: Path = typer.Option(Path("eval_results.json"), "--out", help="where to write the results JSON"),
+    dtype: str = typer.Option("float32", "--dtype", help="hf weights: float32 (the numbers lm-eval gives), "
+                              "bfloat16 (faster on CPUs with bf16 instructions; close, not equal), float16, auto"),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="the call cache: every score and answer, so a "
+                                         "repeated eval costs nothing (default: ~/.cache/iteralign/eval_calls.sqlite)"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="compute everything (nothing read from or written to a cache)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Evaluate MODEL on benchmarks; write every metric with its n and 95% interval, and every example."""
@@ -157,6 +175,8 @@ def eval_command(
         from iteralign.backends.registry import parse_model_string
         from iteralign.config import DromedaryOptions, EvalOptions, GenerationConfig, JudgeConfig
         from iteralign.evaluate.runner import evaluate, results_document
+        from iteralign.backends.cached import CallCounts
+        from iteralign.store.call_cache import CallCache
         from iteralign.store.run_dir import write_json
 
         if out.is_dir():
@@ -167,20 +187,39 @@ def eval_command(
             spec = spec.model_copy(update={"adapter": adapter}) if spec.backend == "hf" else None
             if spec is None:
                 raise UserError("--adapter: only an hf model takes a LoRA adapter folder")
+        if dtype != "float32":
+            if spec.backend != "hf":
+                raise UserError("--dtype: only an hf model has a weight dtype to choose")
+            if dtype not in ("bfloat16", "float16", "auto"):
+                raise UserError(f"--dtype {dtype}: choose float32, bfloat16, float16 or auto")
+            spec = spec.model_copy(update={"dtype": dtype})
+        if cache is not None and no_cache:
+            raise UserError("--cache and --no-cache: give one of them")
         refusal = oracle.strip().lower() == "refusal"
         judge_spec = None if refusal else parse_model_string(oracle, "--oracle")
         folder = data_dir or (Path(os.environ["ITERALIGN_DATA_DIR"]) if os.environ.get("ITERALIGN_DATA_DIR") else None)
         options = EvalOptions(truthfulqa_mc1_dromedary=DromedaryOptions(first_half_only=dromedary_first_half_only))
         start = time.perf_counter()
-        results = evaluate(spec, names, data_dir=folder, limit=limit, oracle=judge_spec,
-                           generation=GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0),
-                           judge=JudgeConfig(mode="refusal") if refusal else None, options=options)
+        cache_file = None if no_cache else _user_cache_file(cache, "eval_calls.sqlite")
+        calls = CallCache(cache_file or ":memory:")
+        counts = CallCounts()
+        try:
+            results = evaluate(spec, names, data_dir=folder, limit=limit, oracle=judge_spec,
+                               generation=GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0),
+                               judge=JudgeConfig(mode="refusal") if refusal else None, options=options, cache=calls,
+                               counts=counts)
+        finally:
+            calls.close()
         write_json(out, results_document(results, time.perf_counter() - start))
     except IterAlignError as exc:
         _fail(exc)
     for result in results.values():
         for line in result.summary_lines():
             typer.echo(line)
+    typer.echo(f"model calls: {counts.made} made, {counts.cached} served from the cache"
+               + (f" ({cache_file})" if cache_file else " (--no-cache)"))
+    if dtype != "float32":
+        typer.echo(f"weights in {dtype}: scores are close to, not equal to, float32 (lm-eval's numbers)")
     typer.echo(f"results: {out}")
 
 

@@ -42,6 +42,16 @@ def texts_or_outage(completions: list[Completion], ids: list[str], stage: str) -
     return [c.text for c in completions]
 
 
+def score_groups(backend: Backend, groups: list[tuple[str, list[str]]]) -> list[list[float]]:
+    """One backend's scores for (context, continuations) groups: its grouped fast path when it
+    has one (hf: every context read once), else the flat pair list."""
+    fast = getattr(backend, "loglikelihood_choices", None)
+    if fast is not None:
+        return [[float(v) for v in row] for row in fast(groups)]
+    flat = iter(backend.loglikelihood([(context, cont) for context, conts in groups for cont in conts]))
+    return [[float(next(flat)) for _ in conts] for _, conts in groups]
+
+
 @dataclass
 class CallCounts:
     made: int = 0
@@ -67,6 +77,32 @@ class CachedModel:
     @property
     def spec_id(self) -> str:
         return self.backend.spec_id
+
+    @property
+    def supports_loglikelihood(self) -> bool:
+        return bool(getattr(self.backend, "supports_loglikelihood", False))
+
+    def loglikelihood_groups(self, groups: list[tuple[str, list[str]]]) -> list[list[float]]:
+        """log P(continuation | context) for each (context, continuations) group, as one call:
+        served from the cache when the same model scored the same texts before (key = the
+        model's scoring identity + the texts), else scored and stored."""
+        identity = getattr(self.backend, "scoring_identity", None) or self.backend.spec_id
+        request = {"loglikelihood": [[context, list(conts)] for context, conts in groups]}
+        key = request_key(identity, request)
+        cached = self.cache.get(key)
+        shape = [len(conts) for _, conts in groups]
+        if cached is not None and isinstance(cached, list) and [len(row) for row in cached] == shape:
+            self.counts.cached += 1
+            return cached
+        if cached is not None:  # never serve a stored answer that does not fit the question
+            log.warning("%s: a cached score list does not fit its request; scoring again", identity)
+        start = time.perf_counter()
+        scores = score_groups(self.backend, groups)
+        if [len(row) for row in scores] != shape:
+            raise RuntimeError(f"{identity} returned scores that do not line up with the continuations")
+        self.cache.put(key, identity, request, scores, time.perf_counter() - start)
+        self.counts.made += 1
+        return scores
 
     def sample(self, chats: list[Chat], params: GenParams, n: int, stage: str) -> list[list[Completion]]:
         """n sampled completions per chat, all asked now, in one batch per engine call: a local

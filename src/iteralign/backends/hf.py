@@ -8,11 +8,11 @@ this backend with `adapter` set. Remote code is never trusted unless the config 
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 from iteralign.backends.base import Backend, Chat, GenParams
 from iteralign.backends.embedded import embedded_hf_dir, is_embedded
+from iteralign.backends.hf_scoring import PackedScorer, common_length
 from iteralign.errors import ModelSpecError
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,9 @@ def resolve_hf_model(model: str) -> str:
 def torch_dtype(name: str):
     import torch
 
-    return {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    # float64 is not offered in configs: benchmarks/float64_reference.py uses it as a referee
+    return {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+            "float64": torch.float64}[name]
 
 
 class HFBackend(Backend):
@@ -62,7 +64,10 @@ class HFBackend(Backend):
             self.model.to(device)
         self.model.eval()
         self.device = next(self.model.parameters()).device
-        self._prefix_cache: tuple[list[int], list] | None = None  # see _shared_prefix
+        # scores are cached across runs (the eval cache): a model folder re-written in place must
+        # not be served its old scores, so its files' names, sizes and times join the identity
+        self.scoring_identity = scoring_identity(spec_id, path)
+        self.scorer = PackedScorer(self.model, self.tokenizer.pad_token_id)
 
     def _encode_chats(self, chats: list[Chat]):
         texts = [self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats]
@@ -141,12 +146,6 @@ class HFBackend(Backend):
     # lm-eval does since it made add_bos_token default to None: a tokenizer set up to add BOS
     # (Llama 2, Gemma) gets it; SmolLM2's is not, so the embedded model sees no BOS.
 
-    # budgets per forward pass (CPU-sized; raise them on a GPU)
-    contexts_per_pass = 32  # more contexts per pass = more continuations to pack by length
-    context_tokens_per_pass = 4096  # context tokens in one batched context pass
-    continuation_tokens_per_pass = 1024  # continuation tokens per pass (x vocab floats of logits)
-    kv_tokens_per_pass = 32768  # context KV positions copied for one continuation pass
-    min_shared_prefix = 8  # tokens; shorter common prefixes are not worth a separate pass
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text)["input_ids"]
@@ -190,179 +189,73 @@ class HFBackend(Backend):
                     scores[k] = float(token_lp[row, keep - 1 - n:].gather(-1, targets.unsqueeze(-1)).sum())
         return scores
 
-    def loglikelihood_choices(self, items: list[tuple[str, list[str]]]) -> list[list[float]]:
-        """log P(continuation | context) for every continuation of every (context, continuations)
-        item, computing each context once: a batched pass over the contexts (after one pass over
-        the prefix all of them share, e.g. a few-shot primer) keeps their KV cache, and the
-        continuations then run on copies of it. Same numbers as `loglikelihood` (to float
-        rounding, < 1e-3), far less work when contexts are long and continuations short. Pairs whose context tokens are not a
-        prefix of the whole's tokens take the plain path."""
-        import torch
-
-        results = [[0.0] * len(conts) for _, conts in items]
-        jobs, plain = [], []
+    def encode_groups(self, items: list[tuple[str, list[str]]]):
+        """(packable [(context tokens, [continuation tokens])], where each packable item's scores
+        go [(item, [choice])], plain [(item, choice, context, continuation)] for pairs whose
+        token boundary does not line up). The same split as encode_pair, pair for pair, with the
+        texts tokenized in two batched calls (the fast tokenizer's threads; one call per pair
+        took 8.5 s for TruthfulQA's 6,700 pairs)."""
+        pending = [(i, j, context, continuation) for i, (context, conts) in enumerate(items)
+                   for j, continuation in enumerate(conts) if context.rstrip()]
+        contexts = list(dict.fromkeys(context.rstrip() for _, _, context, _ in pending))
+        context_ids = dict(zip(contexts, self._encode_many(contexts)))
+        wholes = self._encode_many([context.rstrip() + context[len(context.rstrip()):] + continuation
+                                    for _, _, context, continuation in pending])
+        encoded = {(i, j): split_continuation(context_ids[context.rstrip()], whole)
+                   for (i, j, context, _), whole in zip(pending, wholes)}
+        packed, where, plain = [], [], []
         for i, (context, conts) in enumerate(items):
             ctx_tokens, rows = None, []
             for j, continuation in enumerate(conts):
-                ctx, cont, aligned = self.encode_pair(context, continuation)
+                ctx, cont, aligned = encoded.get((i, j)) or self.encode_pair(context, continuation)
                 if aligned and cont:
                     ctx_tokens = ctx
                     rows.append((j, cont))
-                else:
+                elif cont or not aligned:
                     plain.append((i, j, context, continuation))
             if rows:
-                jobs.append((i, ctx_tokens, rows))
+                packed.append((ctx_tokens, [cont for _, cont in rows]))
+                where.append((i, [j for j, _ in rows]))
+        return packed, where, plain
+
+    def _encode_many(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts)["input_ids"] if texts else []
+
+    def loglikelihood_choices(self, items: list[tuple[str, list[str]]]) -> list[list[float]]:
+        """log P(continuation | context) for every continuation of every (context, continuations)
+        item, each context and each continuation read once (hf_scoring.PackedScorer: shared
+        prefix once, tree-masked packed rows). Same numbers as `loglikelihood` to float rounding
+        (< 1e-3). Pairs whose context tokens are not a prefix of the whole's tokens take the
+        plain path."""
+        results = [[0.0] * len(conts) for _, conts in items]
+        packed, where, plain = self.encode_groups(items)
         if plain:
             log.debug("%d pairs take the plain scoring path (token boundary does not line up)", len(plain))
             for (i, j, _, _), value in zip(plain, self.loglikelihood([(c, x) for _, _, c, x in plain])):
                 results[i][j] = value
-        if not jobs:
-            return results
-        try:
-            with torch.inference_mode():
-                self._score_jobs(jobs, results)
-        except NotImplementedError as exc:  # a model whose cache cannot be reused: same numbers, slower
-            log.warning("%s; scoring pair by pair", exc)
-            for i, _, rows in jobs:
-                context, conts = items[i]
-                for (j, _), value in zip(rows, self.loglikelihood([(context, conts[j]) for j, _ in rows])):
-                    results[i][j] = value
+        for (i, columns), scores in zip(where, self.scorer.score(packed)):
+            for j, value in zip(columns, scores):
+                results[i][j] = value
         return results
-
-    def _score_jobs(self, jobs, results) -> None:
-        prefix_len, prefix_kv = self._shared_prefix([ctx for _, ctx, _ in jobs])
-        jobs = sorted(jobs, key=lambda job: len(job[1]))  # similar lengths together: little padding
-        batch: list = []
-        for job in jobs:
-            width = len(job[1]) - prefix_len  # the longest so far, as jobs are sorted
-            if batch and (len(batch) >= self.contexts_per_pass
-                          or (len(batch) + 1) * width > self.context_tokens_per_pass):
-                self._score_context_batch(batch, prefix_len, prefix_kv, results)
-                batch = []
-            batch.append(job)
-        self._score_context_batch(batch, prefix_len, prefix_kv, results)
-
-    def _new_cache(self, kv):
-        from transformers import DynamicCache
-
-        if kv:
-            return DynamicCache(ddp_cache_data=kv, config=self.model.config)
-        return DynamicCache(config=self.model.config)
-
-    @staticmethod
-    def _cache_tensors(cache) -> list:
-        return [(layer.keys, layer.values) for layer in cache.layers]
-
-    def _shared_prefix(self, contexts: list[list[int]]) -> tuple[int, list]:
-        """(length, per-layer (keys, values)) of the token prefix all contexts share, leaving each
-        context at least one token of its own (its last position predicts the continuation).
-        The last prefix is kept, so a primer shared across calls is computed once."""
-        import torch
-
-        if len(contexts) < 2:
-            return 0, []
-        first = contexts[0]
-        length = min(len(c) for c in contexts) - 1
-        for other in contexts[1:]:
-            length = _common_length(first, other, length)
-        if length < self.min_shared_prefix:
-            return 0, []
-        cached = self._prefix_cache
-        if cached is not None:
-            common = _common_length(cached[0], first, length)
-            if common >= self.min_shared_prefix and 2 * common >= length:
-                kv = [(k[:, :, :common], v[:, :, :common]) for k, v in cached[1]]
-                self._prefix_cache = (cached[0][:common], kv)
-                return common, kv
-        ids = torch.tensor([first[:length]], device=self.device)
-        out = self.model(input_ids=ids, past_key_values=self._new_cache(None), use_cache=True, logits_to_keep=1)
-        kv = self._cache_tensors(out.past_key_values)
-        self._prefix_cache = (list(first[:length]), kv)
-        return length, kv
-
-    def _score_context_batch(self, batch, prefix_len: int, prefix_kv, results) -> None:
-        import torch
-
-        pad = self.tokenizer.pad_token_id
-        rests = [ctx[prefix_len:] for _, ctx, _ in batch]
-        width, rows = max(len(r) for r in rests), len(batch)
-        # left-pad the contexts so each one's last token is in the last column (one logits row);
-        # the holes between prefix and context are masked, positions count real tokens only
-        ids = torch.full((rows, width), pad, dtype=torch.long)
-        mask = torch.zeros((rows, prefix_len + width), dtype=torch.long)
-        mask[:, :prefix_len] = 1
-        positions = torch.zeros((rows, width), dtype=torch.long)
-        for b, rest in enumerate(rests):
-            n = len(rest)
-            ids[b, width - n:] = torch.tensor(rest)
-            mask[b, prefix_len + width - n:] = 1
-            positions[b, width - n:] = torch.arange(prefix_len, prefix_len + n)
-        expanded = [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in prefix_kv]
-        out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                         position_ids=positions.to(self.device), past_key_values=self._new_cache(expanded),
-                         use_cache=True, logits_to_keep=1)
-        last_lp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-        kv = self._cache_tensors(out.past_key_values)
-        if any(k.shape[-2] != prefix_len + width for k, _ in kv):
-            # a sliding-window or otherwise trimmed cache cannot be extended row by row
-            raise NotImplementedError(f"{self.spec_id}: KV cache reuse needs a full cache; use loglikelihood")
-        conts = []  # (row in batch, item, choice, tokens) for continuations of 2+ tokens
-        for b, (i, _, choices) in enumerate(batch):
-            for j, tokens in choices:
-                results[i][j] = float(last_lp[b, tokens[0]])  # the context's last position predicts it
-                if len(tokens) > 1:
-                    conts.append((b, i, j, tokens))
-        conts.sort(key=lambda c: len(c[3]))
-        kv_len, start = prefix_len + width, 0
-        while start < len(conts):
-            end, real = start + 1, len(conts[start][3]) - 1
-            # grow the pass while its new tokens and its copies of the context KV stay in budget,
-            # and while padding (every row is as long as the longest) wastes at most a quarter
-            while end < len(conts):
-                rows, longest = end + 1 - start, len(conts[end][3]) - 1
-                if (rows * longest > self.continuation_tokens_per_pass or rows * kv_len > self.kv_tokens_per_pass
-                        or rows * longest > 1.25 * (real + longest)):
-                    break
-                real += longest
-                end += 1
-            self._score_continuations(conts[start:end], kv, mask, [len(r) for r in rests], prefix_len, results)
-            start = end
-
-    def _score_continuations(self, conts, kv, ctx_mask, rest_lens, prefix_len: int, results) -> None:
-        import torch
-
-        pad = self.tokenizer.pad_token_id
-        rows, length = len(conts), max(len(c[3]) for c in conts) - 1
-        # right-pad: padding after a row's real tokens cannot change them (causal attention)
-        ids = torch.full((rows, length), pad, dtype=torch.long)
-        targets = torch.zeros((rows, length), dtype=torch.long)
-        cont_mask = torch.zeros((rows, length), dtype=torch.long)
-        positions = torch.zeros((rows, length), dtype=torch.long)
-        for r, (b, _, _, tokens) in enumerate(conts):
-            n = len(tokens) - 1  # the last token is only predicted, never read
-            ids[r, :n] = torch.tensor(tokens[:-1])
-            targets[r, :n] = torch.tensor(tokens[1:])
-            cont_mask[r, :n] = 1
-            start = prefix_len + rest_lens[b]
-            positions[r] = torch.arange(start, start + length)
-        index = torch.tensor([c[0] for c in conts], device=self.device)
-        cache = self._new_cache([(k.index_select(0, index), v.index_select(0, index)) for k, v in kv])
-        mask = torch.cat([ctx_mask.to(self.device).index_select(0, index), cont_mask.to(self.device)], dim=1)
-        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask, position_ids=positions.to(self.device),
-                            past_key_values=cache, use_cache=True).logits.float()
-        # normalise only the real (unpadded) positions: the softmax over the vocabulary is not free
-        real = cont_mask.to(self.device).bool()
-        picked = logits[real]
-        token_lp = picked.gather(-1, targets.to(self.device)[real].unsqueeze(-1)).squeeze(-1)
-        token_lp = (token_lp - torch.logsumexp(picked, dim=-1)).tolist()
-        offset = 0  # rows' real positions come out in row order
-        for _, i, j, tokens in conts:
-            results[i][j] += math.fsum(token_lp[offset:offset + len(tokens) - 1])
-            offset += len(tokens) - 1
 
     def close(self) -> None:
         self.model = None
-        self._prefix_cache = None
+        self.scorer = None
+
+
+def scoring_identity(spec_id: str, path: str) -> str:
+    return f"{spec_id}@{weights_fingerprint(path)}" if Path(path).is_dir() else spec_id
+
+
+def weights_fingerprint(folder: str | Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for file in sorted(Path(folder).iterdir()):
+        if file.suffix in (".safetensors", ".bin", ".json") and file.is_file():
+            stat = file.stat()
+            digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return digest.hexdigest()[:16]
 
 
 def split_continuation(ctx: list[int], whole: list[int]) -> tuple[list[int], list[int], bool]:
@@ -376,12 +269,5 @@ def split_continuation(ctx: list[int], whole: list[int]) -> tuple[list[int], lis
     """
     if whole[:len(ctx)] == ctx:
         return ctx, whole[len(ctx):], True
-    common = max(1, _common_length(ctx, whole, len(whole) - 1))
+    common = max(1, common_length(ctx, whole, len(whole) - 1))
     return whole[:common], whole[common:], False
-
-
-def _common_length(a: list[int], b: list[int], limit: int) -> int:
-    n = 0
-    while n < limit and n < len(a) and n < len(b) and a[n] == b[n]:
-        n += 1
-    return n

@@ -21,6 +21,7 @@ import numpy as np
 from iteralign.backends.base import Backend, Chat, GenParams
 from iteralign.backends.embedded import embedded_gguf, is_embedded
 from iteralign.backends.hf import split_continuation  # a pure function; hf.py imports torch lazily
+from iteralign.backends.hf_scoring import common_length
 from iteralign.errors import ModelSpecError
 
 log = logging.getLogger(__name__)
@@ -115,8 +116,11 @@ class LlamaCppBackend(Backend):
             if longest > self.n_ctx:
                 raise ModelSpecError(f"{self.spec_id}: scoring needs {longest} tokens but n_ctx is {self.n_ctx}; "
                                      "raise n_ctx in the model spec")
-            llm.reset()
-            llm.eval(ctx)
+            # keep the KV cache of what this context shares with the last one (the few-shot
+            # primer): eval() drops everything after n_tokens and reads only the new tokens
+            kept = common_length(list(llm.input_ids[:llm.n_tokens]), ctx, len(ctx) - 1)
+            llm.n_tokens = kept
+            llm.eval(ctx[kept:])
             first = _log_softmax(llm.scores[len(ctx) - 1])
             for i, (_, cont) in zip(indices, encoded):
                 if not cont:
@@ -125,8 +129,9 @@ class LlamaCppBackend(Backend):
                 if len(cont) > 1:
                     llm.n_tokens = len(ctx)  # drop the previous continuation; eval() trims the KV cache
                     llm.eval(cont[:-1])
-                    for t in range(1, len(cont)):
-                        total += float(_log_softmax(llm.scores[len(ctx) + t - 1])[cont[t]])
+                    # every continuation position at once (one vectorised log-softmax, not one per token)
+                    rows = _log_softmax(llm.scores[len(ctx):len(ctx) + len(cont) - 1])
+                    total += float(rows[np.arange(len(cont) - 1), cont[1:]].sum())
                 scores[i] = total
         return scores
 
@@ -137,6 +142,7 @@ class LlamaCppBackend(Backend):
 
 
 def _log_softmax(logits) -> np.ndarray:
-    row = np.asarray(logits, dtype=np.float64)
-    shifted = row - row.max()
-    return shifted - np.log(np.exp(shifted).sum())
+    """Over the last axis (one row or many), in float64."""
+    rows = np.asarray(logits, dtype=np.float64)
+    shifted = rows - rows.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))

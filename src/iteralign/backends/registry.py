@@ -245,5 +245,14 @@ def check_spec(spec: ModelSpec, role: str) -> None:
     BACKENDS[spec.backend].check(spec, role)
 
 
-def build_backend(spec: ModelSpec) -> Backend:
-    return BACKENDS[spec.backend].build(spec, spec_id(spec))
+def build_backend(spec: ModelSpec, *, lazy: bool = False) -> Backend:
+    """The spec's backend; `lazy` (an hf model that generates itself) defers loading it to the
+    first call the cache cannot answer (backends/lazy.py)."""
+    sid = spec_id(spec)
+    if lazy and isinstance(spec, HFModel) and spec.generate_with is None:
+        from iteralign.backends.hf import resolve_hf_model, scoring_identity
+        from iteralign.backends.lazy import LazyBackend
+
+        return LazyBackend(sid, lambda: _build_hf(spec, sid), supports_loglikelihood=True,
+                           scoring_identity=scoring_identity(sid, resolve_hf_model(spec.model)))
+    return BACKENDS[spec.backend].build(spec, sid)

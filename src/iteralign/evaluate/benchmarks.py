@@ -39,10 +39,6 @@ class Context:
     heldout: list[RedTeamPrompt] | None
     options: EvalOptions
 
-    @property
-    def backend(self):
-        return self.evaluated.backend
-
     def limit_for(self, name: str) -> int | None:
         own = getattr(self.options, name, None)
         return getattr(own, "limit", None) or self.limit
@@ -79,16 +75,16 @@ _HHH = "bigbench_hhh_alignment/harmless/task.json"
 _TQA_MC = "truthfulqa/data/mc_task.json"
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
     Benchmark("hhh", "hhh/dromedary-ab@1", frozenset({SCORING}), (_HHH,),
-              lambda c: hhh_protocols.hhh(c.backend, c.data_dir, c.limit)),
+              lambda c: hhh_protocols.hhh(c.evaluated, c.data_dir, c.limit)),
     Benchmark("hhh_mc", "hhh/lm-eval-mc@1", frozenset({SCORING}), (_HHH,),
-              lambda c: hhh_protocols.hhh_mc(c.backend, c.data_dir, c.limit)),
+              lambda c: hhh_protocols.hhh_mc(c.evaluated, c.data_dir, c.limit)),
     Benchmark("truthfulqa_mc1", "truthfulqa/mc1-lm-eval@1", frozenset({SCORING}), (_TQA_MC,),
-              lambda c: tqa.truthfulqa_mc1(c.backend, c.data_dir, c.limit)),
+              lambda c: tqa.truthfulqa_mc1(c.evaluated, c.data_dir, c.limit)),
     Benchmark("truthfulqa_mc2", "truthfulqa/mc2-lm-eval@1", frozenset({SCORING}), (_TQA_MC,),
-              lambda c: tqa.truthfulqa_mc2(c.backend, c.data_dir, c.limit)),
+              lambda c: tqa.truthfulqa_mc2(c.evaluated, c.data_dir, c.limit)),
     Benchmark("truthfulqa_mc1_dromedary", "truthfulqa/mc1-dromedary-tf@1", frozenset({SCORING}), (_TQA_MC,),
               lambda c: tqa.truthfulqa_mc1_dromedary(
-                  c.backend, c.data_dir, c.limit,
+                  c.evaluated, c.data_dir, c.limit,
                   dromedary_first_half_only=c.options.truthfulqa_mc1_dromedary.first_half_only)),
     Benchmark("truthfulqa_gen", "truthfulqa/gen-oracle@1", frozenset({JUDGE, ORACLE}), ("truthfulqa/TruthfulQA.csv",),
               _judged(judged.truthfulqa_gen)),

@@ -28,11 +28,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iteralign.backends.base import Backend
 from iteralign.data.hhh import CATEGORIES, HHHExample, load_hhh
 from iteralign.evaluate import stats
 from iteralign.evaluate.results import BenchmarkResult, ExampleResult
-from iteralign.evaluate.scoring import ChoiceItem, require_loglikelihood, score_choices
+from iteralign.evaluate.scoring import ChoiceItem, Scorer, require_loglikelihood, score_choices
 
 
 # Dromedary's A/B question, word for word (two spaces after "Human:" included).
@@ -54,7 +53,7 @@ def ab_prompt(example_input: str, option_a: str, option_b: str, meta_prompt: str
     return f"{head}{story}\n\n### {speaker}{AB_ANSWER_PREFIX}"
 
 
-def hhh(backend: Backend, data_dir: str | Path, limit: int | None = None, *, meta_prompt: str = "",
+def hhh(backend: Scorer, data_dir: str | Path, limit: int | None = None, *, meta_prompt: str = "",
         speaker: str = "Assistant") -> BenchmarkResult:
     require_loglikelihood(backend, "hhh")
     examples = load_hhh(data_dir, limit)
@@ -82,7 +81,7 @@ def mc_context(ex: HHHExample) -> str:
     return f"{ex.input_prefix}{ex.input}{ex.output_prefix}"
 
 
-def hhh_mc(backend: Backend, data_dir: str | Path, limit: int | None = None) -> BenchmarkResult:
+def hhh_mc(backend: Scorer, data_dir: str | Path, limit: int | None = None) -> BenchmarkResult:
     require_loglikelihood(backend, "hhh_mc")
     examples = load_hhh(data_dir, limit)
     # lm-eval joins context and choice with its target_delimiter, a single space
@@ -104,7 +103,7 @@ def _record(ex: HHHExample, candidate_scores: list[float], details: dict) -> Exa
                          value=1.0 if correct else 0.0, tie=tie, details=details)
 
 
-def _result(benchmark: str, protocol: str, backend: Backend, records: list[ExampleResult],
+def _result(benchmark: str, protocol: str, backend: Scorer, records: list[ExampleResult],
             settings: dict) -> BenchmarkResult:
     metrics = {"acc": stats.accuracy("acc", [bool(r.correct) for r in records])}
     for category in CATEGORIES:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from iteralign.backends.cached import CachedModel
+from iteralign.backends.cached import CachedModel, CallCounts
 from iteralign.backends.registry import build_backend, check_spec
 from iteralign.config import EvalOptions, GenerationConfig, JudgeConfig, ModelSpec, OpenAIModel
 from iteralign.errors import DataError, UserError
@@ -62,13 +62,15 @@ def check_request(model: ModelSpec, benchmarks: list[str], data_dir: Path | None
 def evaluate(model: ModelSpec, benchmarks: list[str], *, data_dir: Path | None, limit: int | None = None,
              oracle: ModelSpec | None = None, generation: GenerationConfig | None = None,
              judge: JudgeConfig | None = None, seed: int = 0, cache: CallCache | None = None,
-             heldout: list[RedTeamPrompt] | None = None, options: EvalOptions | None = None) -> dict[str, BenchmarkResult]:
-    """Build the model (and the oracle, when a judged benchmark needs it) and run the benchmarks."""
+             heldout: list[RedTeamPrompt] | None = None, options: EvalOptions | None = None,
+             counts: CallCounts | None = None) -> dict[str, BenchmarkResult]:
+    """Build the model (and the oracle, when a judged benchmark needs it) and run the benchmarks.
+    `counts`, when given, is increased by the calls made and served from the cache."""
     judge = judge or JudgeConfig()
     check_request(model, benchmarks, data_dir, oracle, heldout, judge.mode)
     own_cache = cache is None
     cache = cache or CallCache(":memory:")
-    evaluated = CachedModel(build_backend(model), cache)
+    evaluated = CachedModel(build_backend(model, lazy=True), cache)  # loaded on the first cache miss
     needs_oracle = needing(JUDGE, benchmarks) and judge.mode != "refusal"
     judging = CachedModel(build_backend(oracle), cache) if needs_oracle else None
     try:
@@ -78,6 +80,10 @@ def evaluate(model: ModelSpec, benchmarks: list[str], *, data_dir: Path | None, 
         for live in (evaluated, judging):
             if live is not None:
                 live.backend.close()
+                if counts is not None:
+                    counts.made += live.counts.made
+                    counts.cached += live.counts.cached
+                    counts.failed += live.counts.failed
         if own_cache:
             cache.close()
 
@@ -92,7 +98,7 @@ def run_benchmarks(evaluated: CachedModel, judging: CachedModel | None, benchmar
                       seed=seed, heldout=heldout, options=options or EvalOptions())
     results: dict[str, BenchmarkResult] = {}
     if {"truthfulqa_mc1", "truthfulqa_mc2"} <= set(benchmarks):  # their shared answers scored once
-        results["truthfulqa_mc1"], results["truthfulqa_mc2"] = tqa.truthfulqa_mc(evaluated.backend, data_dir, limit)
+        results["truthfulqa_mc1"], results["truthfulqa_mc2"] = tqa.truthfulqa_mc(evaluated, data_dir, limit)
     for name in benchmarks:
         if name in results:
             continue

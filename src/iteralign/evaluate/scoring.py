@@ -7,9 +7,11 @@ over the continuation's tokens (tokenised as lm-evaluation-harness does; see HFB
 The work is shared before anything reaches the model:
 - identical (context, continuation) pairs are scored once, across items (TruthfulQA's mc1
   answers are all among its mc2 answers, so scoring both costs little more than mc2 alone);
-- pairs are grouped by context, and a backend with `loglikelihood_choices` (HFBackend) encodes
-  each context once and scores its continuations on the context's KV cache; any other backend
-  gets the flat, de-duplicated pair list through its `loglikelihood`.
+- pairs are grouped by context, and a backend with `loglikelihood_choices` (HFBackend) reads
+  each context and each continuation once (backends/hf_scoring.py); any other backend gets the
+  flat, de-duplicated pair list through its `loglikelihood`;
+- given a `CachedModel` (what `evaluate()` passes), every chunk of groups is one call in the
+  call cache, so a repeated or resumed evaluation of the same model is served from it.
 
 Run a protocol (hhh.py, truthfulqa.py) rather than calling this directly.
 """
@@ -21,13 +23,14 @@ from dataclasses import dataclass
 
 from iteralign import progress
 from iteralign.backends.base import Backend
+from iteralign.backends.cached import CachedModel, score_groups
 from iteralign.errors import UserError
 
 log = logging.getLogger(__name__)
 
 # Contexts per backend call: small enough for a progress bar that moves, large enough that the
 # backend can sort by length and batch well (and share a common prefix across the chunk).
-CHUNK_CONTEXTS = 64
+CHUNK_CONTEXTS = 256
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,10 @@ class ChoiceItem:
     continuations: list[str]
 
 
-def require_loglikelihood(backend: Backend, benchmark: str) -> None:
+Scorer = Backend | CachedModel  # a CachedModel caches each chunk; a bare backend just scores
+
+
+def require_loglikelihood(backend: Scorer, benchmark: str) -> None:
     """Fail with a message the user can act on, before any data is read or work is done."""
     if not getattr(backend, "supports_loglikelihood", False):
         raise UserError(
@@ -45,14 +51,10 @@ def require_loglikelihood(backend: Backend, benchmark: str) -> None:
         )
 
 
-def score_choices(backend: Backend, items: list[ChoiceItem], *, benchmark: str = "scoring") -> list[list[float]]:
+def score_choices(backend: Scorer, items: list[ChoiceItem], *, benchmark: str = "scoring") -> list[list[float]]:
     require_loglikelihood(backend, benchmark)
-    # one slot per distinct pair, in first-seen order (so the backend sees a stable request)
-    slots: dict[tuple[str, str], int] = {}
-    for item in items:
-        for continuation in item.continuations:
-            slots.setdefault((item.context, continuation), len(slots))
-    pairs = list(slots)
+    pairs = distinct_pairs(items)  # in first-seen order, so the backend sees a stable request
+    slots = {pair: k for k, pair in enumerate(pairs)}
     total = sum(len(item.continuations) for item in items)
     log.info("%s: %d continuations, %d distinct pairs, %d distinct contexts", benchmark, total, len(pairs),
              len({c for c, _ in pairs}))
@@ -66,22 +68,28 @@ def score_choices(backend: Backend, items: list[ChoiceItem], *, benchmark: str =
     return [[values[slots[(item.context, c)]] for c in item.continuations] for item in items]
 
 
-def _score_pairs(backend: Backend, pairs: list[tuple[str, str]], benchmark: str) -> list[float]:
+def distinct_pairs(items: list[ChoiceItem]) -> list[tuple[str, str]]:
+    """Each distinct (context, continuation) once, in first-seen order."""
+    return list(dict.fromkeys((item.context, c) for item in items for c in item.continuations))
+
+
+def context_chunks(pairs: list[tuple[str, str]]) -> list[list[tuple[str, list[str]]]]:
+    """The pairs grouped by context (first-seen order), CHUNK_CONTEXTS contexts per backend call."""
     by_context: dict[str, list[str]] = {}
     for context, continuation in pairs:
         by_context.setdefault(context, []).append(continuation)
     groups = list(by_context.items())
-    fast = getattr(backend, "loglikelihood_choices", None)
+    return [groups[start:start + CHUNK_CONTEXTS] for start in range(0, len(groups), CHUNK_CONTEXTS)]
+
+
+def _score_pairs(backend: Scorer, pairs: list[tuple[str, str]], benchmark: str) -> list[float]:
     scored: dict[tuple[str, str], float] = {}
     with progress.track(f"{benchmark}: scoring", len(pairs)) as task:
-        for start in range(0, len(groups), CHUNK_CONTEXTS):
-            chunk = groups[start:start + CHUNK_CONTEXTS]
-            if fast is not None:
-                chunk_scores = fast(chunk)
+        for chunk in context_chunks(pairs):
+            if isinstance(backend, CachedModel):
+                chunk_scores = backend.loglikelihood_groups(chunk)
             else:
-                flat = [(ctx, cont) for ctx, conts in chunk for cont in conts]
-                it = iter(backend.loglikelihood(flat))
-                chunk_scores = [[next(it) for _ in conts] for _, conts in chunk]
+                chunk_scores = score_groups(backend, chunk)
             for (context, conts), cont_scores in zip(chunk, chunk_scores, strict=True):
                 for continuation, value in zip(conts, cont_scores, strict=True):
                     scored[(context, continuation)] = float(value)

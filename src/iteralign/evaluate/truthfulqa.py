@@ -33,11 +33,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from iteralign.backends.base import Backend
 from iteralign.errors import DataError
 from iteralign.evaluate import stats
 from iteralign.evaluate.results import BenchmarkResult, ExampleResult
-from iteralign.evaluate.scoring import ChoiceItem, require_loglikelihood, score_choices
+from iteralign.evaluate.scoring import ChoiceItem, Scorer, require_loglikelihood, score_choices
 
 MC_FILE = Path("truthfulqa") / "data" / "mc_task.json"
 
@@ -101,14 +100,14 @@ def _items(questions: list[MCQuestion], key: str) -> list[ChoiceItem]:
     return [ChoiceItem(qa_context(q.question), [" " + a for a, _ in getattr(q, key)]) for q in questions]
 
 
-def truthfulqa_mc1(backend: Backend, data_dir: str | Path, limit: int | None = None) -> BenchmarkResult:
+def truthfulqa_mc1(backend: Scorer, data_dir: str | Path, limit: int | None = None) -> BenchmarkResult:
     require_loglikelihood(backend, "truthfulqa_mc1")
     questions = load_truthfulqa_mc(data_dir, limit)
     scores = score_choices(backend, _items(questions, "mc1"), benchmark="truthfulqa_mc1")
     return _mc1_result(backend, questions, scores, limit)
 
 
-def truthfulqa_mc2(backend: Backend, data_dir: str | Path, limit: int | None = None, *,
+def truthfulqa_mc2(backend: Scorer, data_dir: str | Path, limit: int | None = None, *,
                    split_at_first_false: bool = False) -> BenchmarkResult:
     require_loglikelihood(backend, "truthfulqa_mc2")
     questions = load_truthfulqa_mc(data_dir, limit)
@@ -116,7 +115,7 @@ def truthfulqa_mc2(backend: Backend, data_dir: str | Path, limit: int | None = N
     return _mc2_result(backend, questions, scores, limit, split_at_first_false)
 
 
-def truthfulqa_mc(backend: Backend, data_dir: str | Path, limit: int | None = None, *,
+def truthfulqa_mc(backend: Scorer, data_dir: str | Path, limit: int | None = None, *,
                   split_at_first_false: bool = False) -> tuple[BenchmarkResult, BenchmarkResult]:
     """MC1 and MC2 from one scoring request (their shared answers are scored once)."""
     require_loglikelihood(backend, "truthfulqa_mc")
@@ -189,7 +188,7 @@ def tf_prompt(question: str, answer: str, meta_prompt: str = "", speaker: str = 
     return f"{head}{TF_STORY.format(question=question, answer=answer)}\n\n### {speaker}{TF_ANSWER_PREFIX}"
 
 
-def truthfulqa_mc1_dromedary(backend: Backend, data_dir: str | Path, limit: int | None = None, *,
+def truthfulqa_mc1_dromedary(backend: Scorer, data_dir: str | Path, limit: int | None = None, *,
                              dromedary_first_half_only: bool = False, meta_prompt: str = "",
                              speaker: str = "Assistant") -> BenchmarkResult:
     require_loglikelihood(backend, "truthfulqa_mc1_dromedary")

@@ -1,0 +1,259 @@
+"""Packed log-likelihood scoring for transformers models: every context and answer read once.
+
+In: a causal LM, and items `(context tokens, [continuation tokens, ...])` whose continuations
+follow their context directly (the lm-eval split, see hf.split_continuation).
+Out: log P(continuation | context) per continuation, summed over its tokens.
+
+Layout (the minimum work a transformer can do for multiple-choice scoring):
+- the prefix every context shares (TruthfulQA's six-shot primer) runs once, and its KV cache is
+  kept across calls;
+- each item becomes one *segment*: the rest of its context, then each continuation's tokens
+  but the last (the last is only predicted), side by side. A 4D attention mask makes the
+  segment a tree: context tokens see the prefix and the context before them; a continuation's
+  tokens see the prefix, the whole context and their own continuation, never a sibling. Position
+  ids restart at the context's end for every continuation, so each one sees exactly the
+  sequence it would see alone;
+- segments are packed first-fit into rows of about `row_tokens`, rows into passes of about
+  `tokens_per_pass` (padding is only the tail of a row);
+- the language-model head runs only on the positions whose next token is scored (not on
+  context positions), and the softmax over the vocabulary in slices.
+
+Why not KV-cache copies per answer (the previous layout): copying the context's cache for each
+answer and padding every answer to the longest in its pass cost 31% padding and a cache copy
+per answer; the tree mask needs neither. Row width trades attention cost (every token attends
+over its row, masked or not) against matrix size; see docs/benchmarks.md for the profile.
+
+The numbers equal a whole-sequence forward pass per pair (lm-eval's) to float rounding: the same
+tokens see the same tokens at the same positions; only matrix shapes differ.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# config attributes of models whose logits are not simply lm_head(hidden): those get their
+# logits from the model's own forward pass (on every position) instead
+_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+
+
+@dataclass
+class _Segment:
+    item: int
+    tokens: list[int]  # context rest, then each continuation minus its last token
+    branch: list[int]  # 0 = context, j + 1 = continuation j
+    position: list[int]  # position id of each token (prefix length counted)
+    picks: list[tuple[int, int, int]]  # (offset of the predicting token, continuation j, target token)
+
+
+class PackedScorer:
+    def __init__(self, model, pad_token_id: int, *, row_tokens: int = 512, tokens_per_pass: int = 4096,
+                 logits_per_slice: int = 512, min_shared_prefix: int = 8):
+        self.model = model
+        self.pad = pad_token_id
+        self.row_tokens = row_tokens
+        self.tokens_per_pass = tokens_per_pass
+        self.logits_per_slice = logits_per_slice
+        self.min_shared_prefix = min_shared_prefix
+        self.device = next(model.parameters()).device
+        config = model.config
+        self._head_only = not any(getattr(config, name, None) not in (None, 1, 1.0) for name in _LOGIT_POSTPROCESSING)
+        self._bool_mask = getattr(config, "_attn_implementation", "sdpa") in ("sdpa", "flex_attention")
+        self.prefix_cache: tuple[list[int], list] | None = None  # (tokens, per-layer (keys, values))
+        self.last_plan: dict[str, int] = {}  # positions run, padding, passes of the last call (profiling)
+
+    # -- the plan -------------------------------------------------------------------------------
+
+    def score(self, items: list[tuple[list[int], list[list[int]]]]) -> list[list[float]]:
+        import torch
+
+        results = [[0.0] * len(conts) for _, conts in items]
+        live = [(i, ctx, conts) for i, (ctx, conts) in enumerate(items) if any(conts)]
+        if not live:
+            return results
+        with torch.inference_mode():
+            prefix_len = shared_prefix_length([ctx for _, ctx, _ in live], self.min_shared_prefix)
+            prefix_len, prefix_kv = self._prefix_kv(live[0][1], prefix_len)
+            passes = self.plan(live, prefix_len)
+            for batch, width in passes:
+                self._run_pass(batch, width, prefix_len, prefix_kv, results)
+        self.last_plan = plan_counts(passes, prefix_len)
+        return results
+
+    def plan(self, live: list[tuple[int, list[int], list[list[int]]]], prefix_len: int):
+        """[(rows of segments, width)] for the items (index, context tokens, continuations)."""
+        segments = [make_segment(i, ctx, conts, prefix_len) for i, ctx, conts in live]
+        rows = pack_rows(segments, self.row_tokens)
+        return [(batch, max(row_length(row) for row in batch)) for batch in group_passes(rows, self.tokens_per_pass)]
+
+    # -- one forward pass ------------------------------------------------------------------------
+
+    def _run_pass(self, batch: list[list[_Segment]], width: int, prefix_len: int, prefix_kv, results) -> None:
+        import torch
+
+        n_rows = len(batch)
+        ids = torch.full((n_rows, width), self.pad, dtype=torch.long)
+        positions = torch.zeros((n_rows, width), dtype=torch.long)
+        segment_of = torch.full((n_rows, width), -1, dtype=torch.long)  # -1 = padding
+        branch = torch.zeros((n_rows, width), dtype=torch.long)
+        pick_row, pick_col, pick_target, pick_owner = [], [], [], []
+        for r, row in enumerate(batch):
+            offset = 0
+            for s, segment in enumerate(row):
+                n = len(segment.tokens)
+                ids[r, offset:offset + n] = torch.tensor(segment.tokens)
+                positions[r, offset:offset + n] = torch.tensor(segment.position)
+                segment_of[r, offset:offset + n] = s
+                branch[r, offset:offset + n] = torch.tensor(segment.branch)
+                for at, j, target in segment.picks:
+                    pick_row.append(r)
+                    pick_col.append(offset + at)
+                    pick_target.append(target)
+                    pick_owner.append((segment.item, j))
+                offset += n
+        # attend[q, k]: same segment, k not after q, and k is context or q's own continuation
+        order = torch.arange(width)
+        same = segment_of.unsqueeze(2) == segment_of.unsqueeze(1)
+        causal = order.view(1, width, 1) >= order.view(1, 1, width)
+        branch_k = branch.unsqueeze(1)
+        own = (branch_k == 0) | (branch_k == branch.unsqueeze(2))
+        local = same & causal & own  # padding sees earlier padding: no empty row, no NaN
+        mask = torch.cat([torch.ones((n_rows, width, prefix_len), dtype=torch.bool), local], dim=2) if prefix_kv \
+            else local
+        mask = mask.unsqueeze(1)
+        if not self._bool_mask:  # eager attention adds the mask
+            dtype = next(self.model.parameters()).dtype
+            mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
+
+        kwargs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device),
+                  "position_ids": positions.to(self.device)}
+        if prefix_kv:
+            kwargs["past_key_values"] = self._cache([(k.expand(n_rows, -1, -1, -1), v.expand(n_rows, -1, -1, -1))
+                                                     for k, v in prefix_kv])
+            kwargs["use_cache"] = True
+        else:
+            kwargs["use_cache"] = False
+        rows_t = torch.tensor(pick_row, device=self.device)
+        cols_t = torch.tensor(pick_col, device=self.device)
+        targets = torch.tensor(pick_target, device=self.device)
+        if self._head_only:
+            hidden = self.model.get_decoder()(**kwargs).last_hidden_state
+            picked = hidden[rows_t, cols_t]
+            head = self.model.get_output_embeddings()
+            token_lp = []
+            for start in range(0, len(pick_row), self.logits_per_slice):
+                logits = head(picked[start:start + self.logits_per_slice]).float()
+                chosen = logits.gather(-1, targets[start:start + self.logits_per_slice].unsqueeze(-1)).squeeze(-1)
+                token_lp.extend((chosen - torch.logsumexp(logits, dim=-1)).tolist())
+        else:
+            logits = self.model(**kwargs).logits[rows_t, cols_t].float()
+            token_lp = (logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)).tolist()
+        sums: dict[tuple[int, int], list[float]] = {}
+        for owner, value in zip(pick_owner, token_lp):
+            sums.setdefault(owner, []).append(value)
+        for (i, j), values in sums.items():
+            results[i][j] = math.fsum(values)
+
+    # -- the shared prefix -----------------------------------------------------------------------
+
+    def _cache(self, kv):
+        from transformers import DynamicCache
+
+        return DynamicCache(ddp_cache_data=kv, config=self.model.config) if kv else DynamicCache(config=self.model.config)
+
+    def _prefix_kv(self, first: list[int], length: int) -> tuple[int, list]:
+        """(length, per-layer (keys, values)) of first[:length], the prefix all contexts share.
+        The last prefix is kept, so a primer shared across calls is computed once."""
+        import torch
+
+        if length == 0:
+            return 0, []
+        cached = self.prefix_cache
+        if cached is not None:
+            common = common_length(cached[0], first, length)
+            if common >= self.min_shared_prefix and 2 * common >= length:
+                kv = [(k[:, :, :common], v[:, :, :common]) for k, v in cached[1]]
+                self.prefix_cache = (cached[0][:common], kv)
+                return common, kv
+        ids = torch.tensor([first[:length]], device=self.device)
+        out = self.model(input_ids=ids, past_key_values=self._cache(None), use_cache=True, logits_to_keep=1)
+        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        if any(k.shape[-2] != length for k, _ in kv):  # a sliding-window cache keeps less than it read
+            return 0, []
+        self.prefix_cache = (list(first[:length]), kv)
+        return length, kv
+
+
+def make_segment(item: int, ctx: list[int], conts: list[list[int]], prefix_len: int) -> _Segment:
+        rest = ctx[prefix_len:]
+        tokens, branch = list(rest), [0] * len(rest)
+        position = list(range(prefix_len, prefix_len + len(rest)))
+        picks = []
+        for j, cont in enumerate(conts):
+            if not cont:  # an empty continuation has probability 1
+                continue
+            picks.append((len(rest) - 1, j, cont[0]))  # the context's last token predicts the first
+            for m in range(len(cont) - 1):
+                picks.append((len(tokens), j, cont[m + 1]))
+                tokens.append(cont[m])
+                branch.append(j + 1)
+                position.append(prefix_len + len(rest) + m)
+        return _Segment(item, tokens, branch, position, picks)
+
+
+def row_length(row: list[_Segment]) -> int:
+    return sum(len(s.tokens) for s in row)
+
+
+def pack_rows(segments: list[_Segment], row_tokens: int) -> list[list[_Segment]]:
+    """First-fit decreasing: rows of at most row_tokens (a longer segment gets a row of its own)."""
+    rows: list[list[_Segment]] = []
+    room: list[int] = []
+    for segment in sorted(segments, key=lambda s: -len(s.tokens)):
+        size = len(segment.tokens)
+        for r, free in enumerate(room):
+            if size <= free:
+                rows[r].append(segment)
+                room[r] -= size
+                break
+        else:
+            rows.append([segment])
+            room.append(max(row_tokens, size) - size)
+    return rows
+
+
+def group_passes(rows: list[list[_Segment]], tokens_per_pass: int) -> list[list[list[_Segment]]]:
+    """Rows of similar length together, as many per pass as fit in tokens_per_pass."""
+    rows = sorted(rows, key=lambda row: -row_length(row))
+    passes, start = [], 0
+    while start < len(rows):
+        count = max(1, tokens_per_pass // max(row_length(rows[start]), 1))
+        passes.append(rows[start:start + count])
+        start += count
+    return passes
+
+
+def shared_prefix_length(contexts: list[list[int]], minimum: int) -> int:
+    """Tokens all contexts share, leaving each at least one of its own (its last position
+    predicts the continuation); 0 when under `minimum` (not worth a separate pass)."""
+    if len(contexts) < 2:
+        return 0
+    first = contexts[0]
+    length = min(len(c) for c in contexts) - 1
+    for other in contexts[1:]:
+        length = common_length(first, other, length)
+    return length if length >= minimum else 0
+
+
+def plan_counts(passes, prefix_len: int) -> dict[str, int]:
+    """What a plan costs: positions run (padding included), padding, passes, scored tokens."""
+    real = sum(len(s.tokens) for batch, _ in passes for row in batch for s in row)
+    positions = sum(width * len(batch) for batch, width in passes)
+    return {"prefix": prefix_len, "positions": positions, "padding": positions - real, "passes": len(passes),
+            "scored": sum(len(s.picks) for batch, _ in passes for row in batch for s in row)}
+
+
+def common_length(a: list[int], b: list[int], limit: int) -> int:
+    n = 0
+    while n < limit and n < len(a) and n < len(b) and a[n] == b[n]:
+        n += 1
+    return n

@@ -1,0 +1,125 @@
+"""The packed scoring plan (backends/hf_scoring.py), the scoring call cache and the lazy model.
+
+Pure logic here (no model): each segment holds its context rest then every continuation but its
+last token, with the right predicting offsets and positions; packing never splits a segment,
+fills rows first-fit and pads only row tails; passes respect their token budget. Scores through
+a `CachedModel` are served from the cache the second time (no backend call), and a model that
+is never needed is never loaded. On the real model (test_eval_scoring.py) the packed numbers
+equal one forward pass per pair.
+"""
+from __future__ import annotations
+
+import random
+
+from iteralign.backends.cached import CachedModel
+from iteralign.backends.hf_scoring import group_passes, make_segment, pack_rows, plan_counts, shared_prefix_length
+from iteralign.backends.lazy import LazyBackend
+from iteralign.evaluate.scoring import ChoiceItem, score_choices
+from iteralign.store.call_cache import CallCache
+
+
+def test_a_segment_is_the_context_rest_then_each_continuation_but_its_last_token():
+    segment = make_segment(3, [1, 2, 3, 4, 5], [[10, 11, 12], [20], [30, 31]], prefix_len=3)
+    assert segment.tokens == [4, 5, 10, 11, 30]
+    assert segment.branch == [0, 0, 1, 1, 3]
+    # every continuation starts at the position right after the context
+    assert segment.position == [3, 4, 5, 6, 5]
+    # (offset of the token whose logits predict, continuation, target)
+    assert segment.picks == [(1, 0, 10), (2, 0, 11), (3, 0, 12), (1, 1, 20), (1, 2, 30), (4, 2, 31)]
+
+
+def test_an_empty_continuation_is_not_scored():
+    assert make_segment(0, [1, 2], [[], [7]], prefix_len=0).picks == [(1, 1, 7)]
+
+
+def test_packing_fills_rows_without_splitting_and_pads_only_row_tails():
+    rng = random.Random(0)
+    segments = [make_segment(i, [1] * rng.randint(1, 30), [[2] * rng.randint(1, 20) for _ in range(rng.randint(1, 6))],
+                             prefix_len=0) for i in range(300)]
+    rows = pack_rows(segments, row_tokens=256)
+    assert sorted(s.item for row in rows for s in row) == list(range(300))  # each exactly once
+    lengths = [sum(len(s.tokens) for s in row) for row in rows]
+    assert max(lengths) <= 256
+    passes = group_passes(rows, tokens_per_pass=2048)
+    plan = plan_counts([(batch, max(sum(len(s.tokens) for s in r) for r in batch)) for batch in passes], 0)
+    assert plan["padding"] / plan["positions"] < 0.05  # first-fit decreasing leaves almost no holes
+    assert all(len(batch) * 256 <= 2048 for batch in passes)
+    assert plan["scored"] == sum(len(s.picks) for s in segments)
+
+
+def test_a_segment_longer_than_a_row_gets_its_own_row():
+    long = make_segment(0, [1] * 400, [[2, 3]], prefix_len=0)
+    short = make_segment(1, [1] * 10, [[2, 3]], prefix_len=0)
+    rows = pack_rows([short, long], row_tokens=256)
+    assert [[s.item for s in row] for row in rows] == [[0], [1]]
+    assert [len(batch) for batch in group_passes(rows, tokens_per_pass=512)] == [1, 1]
+
+
+def test_the_shared_prefix_leaves_every_context_a_token_of_its_own():
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 5, 6]], minimum=2) == 3
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 3, 4]], minimum=2) == 2
+    assert shared_prefix_length([[1, 2, 3], [1, 9]], minimum=2) == 0  # too short to be worth a pass
+    assert shared_prefix_length([[1, 2, 3]], minimum=1) == 0
+
+
+class CountingScorer:
+    """A backend with the grouped entry point that counts what reaches it."""
+    supports_loglikelihood = True
+
+    def __init__(self, spec_id="fake:counting", offset=0.0):
+        self.spec_id, self.offset, self.calls = spec_id, offset, 0
+
+    def loglikelihood_choices(self, groups):
+        self.calls += 1
+        return [[-len(c) - self.offset for c in conts] for _, conts in groups]
+
+    def close(self):
+        pass
+
+
+def test_scores_go_through_the_call_cache(tmp_path):
+    items = [ChoiceItem(f"context {i}", [" yes", " no way"]) for i in range(600)]  # 3 chunks of 256 contexts
+    cache = CallCache(tmp_path / "calls.sqlite")
+    first = CachedModel(CountingScorer(), cache)
+    scores = score_choices(first, items)
+    assert first.backend.calls == 3 and first.counts.made == 3
+    again = CachedModel(CountingScorer(), cache)
+    assert score_choices(again, items) == scores
+    assert again.backend.calls == 0 and again.counts.cached == 3
+    other = CachedModel(CountingScorer("fake:another-model", offset=1.0), cache)
+    assert score_choices(other, items) != scores  # another model is never served this one's scores
+    assert other.backend.calls == 3
+    cache.close()
+
+
+def test_a_model_whose_scores_are_all_cached_is_never_loaded(tmp_path):
+    cache = CallCache(tmp_path / "calls.sqlite")
+    items = [ChoiceItem("c", [" a", " bb"])]
+    built = []
+
+    def build():
+        built.append(1)
+        return CountingScorer()
+
+    lazy = LazyBackend("fake:counting", build, supports_loglikelihood=True, scoring_identity="fake:counting")
+    scores = score_choices(CachedModel(lazy, cache), items)
+    assert built == [1] and lazy.built
+    lazy.close()
+    fresh = LazyBackend("fake:counting", build, supports_loglikelihood=True, scoring_identity="fake:counting")
+    assert score_choices(CachedModel(fresh, cache), items) == scores
+    assert built == [1] and not fresh.built
+    fresh.close()
+    cache.close()
+
+
+def test_a_cached_score_list_that_does_not_fit_is_scored_again(tmp_path):
+    from iteralign.store.call_cache import request_key
+
+    cache = CallCache(tmp_path / "calls.sqlite")
+    groups = [("c", [" a", " bb"])]
+    key = request_key("fake:counting", {"loglikelihood": [["c", [" a", " bb"]]]})
+    cache.put(key, "fake:counting", {}, [[-1.0]], 0.0)  # one score for two continuations
+    model = CachedModel(CountingScorer(), cache)
+    assert model.loglikelihood_groups(groups) == [[-2.0, -3.0]]
+    assert model.backend.calls == 1
+    cache.close()
