@@ -2,9 +2,12 @@
 
 After `benchmarks/lm_eval_compare.py` (which leaves both tools' per-answer log-likelihoods in
 --work), this takes every answer whose two float32 scores differ by more than --threshold,
-scores it again in float64 (the same weights, one whole forward pass per pair, no batching),
-and prints how far each tool's float32 number is from the float64 one. Float32 rounding grows
-with the number of tokens summed, so long HHH answers are where the two disagree.
+scores it again in float64 (the same weights, one whole forward pass per pair, no batching, the
+log-softmax and the sum in float64 too), and prints how far each tool's float32 number is from
+the float64 one. Float32 rounding grows with the number of tokens summed, so long HHH answers
+are where the two disagree. (An earlier version scored through HFBackend.loglikelihood, which
+took the float64 logits back to float32 for the log-softmax: its "referee" carried the very
+float32 log_softmax bias it was meant to expose.)
 
     python benchmarks/float64_reference.py [--work runs/lm_eval_compare] [--threshold 1e-3] [--max 40]
 """
@@ -19,6 +22,22 @@ sys.path.insert(0, str(Path(__file__).parent))
 from lm_eval_compare import LM_EVAL_TASKS, LOCAL_PREFIX, lm_eval_samples, our_pairs  # noqa: E402
 
 from iteralign.backends.hf import HFBackend  # noqa: E402
+
+
+def float64_loglikelihood(backend: HFBackend, context: str, continuation: str) -> tuple[float, int]:
+    """(log P(continuation | context) computed in float64 end to end, continuation tokens)."""
+    import math
+
+    import torch
+
+    ctx, cont, _ = backend.encode_pair(context, continuation)
+    if not cont:
+        return 0.0, 0
+    with torch.inference_mode():
+        logits = backend.model(input_ids=torch.tensor([ctx + cont])).logits[0, len(ctx) - 1:-1]
+        assert logits.dtype == torch.float64
+        token_lp = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(cont).unsqueeze(-1)).squeeze(-1)
+    return math.fsum(token_lp.tolist()), len(cont)
 
 
 def main() -> None:
@@ -45,14 +64,15 @@ def main() -> None:
     print("| benchmark | answer tokens | iteralign - lm-eval | iteralign - float64 | lm-eval - float64 |")
     print("|---|---|---|---|---|")
     ours_off = theirs_off = 0.0
+    ours_closer = 0
     for _, name, context, continuation, mine, other in flagged:
-        exact = reference.loglikelihood([(context, continuation)])[0]
-        tokens = len(reference.encode_pair(context, continuation)[1])
+        exact, tokens = float64_loglikelihood(reference, context, continuation)
         ours_off += abs(mine - exact)
         theirs_off += abs(other - exact)
+        ours_closer += abs(mine - exact) < abs(other - exact)
         print(f"| {name} | {tokens} | {mine - other:+.2e} | {mine - exact:+.2e} | {other - exact:+.2e} |")
     print(f"\nmean |float32 - float64| over these answers: iteralign {ours_off / len(flagged):.2e}, "
-          f"lm-eval {theirs_off / len(flagged):.2e}")
+          f"lm-eval {theirs_off / len(flagged):.2e}; iteralign is the closer on {ours_closer} of {len(flagged)}")
 
 
 if __name__ == "__main__":

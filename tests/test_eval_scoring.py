@@ -123,3 +123,27 @@ def test_llamacpp_loglikelihood_close_to_hf(hf_backend, data_dir):
         ranked = sorted(hf_q, reverse=True)
         if ranked[0] - ranked[1] > 0.5:
             assert lc_q.index(max(lc_q)) == hf_q.index(ranked[0])
+
+
+def test_both_float32_paths_stay_within_5e_4_of_float64_on_the_longest_hhh_answer(hf_backend, data_dir):
+    """HHH's longest reply (867 tokens): a float32 error of 1e-5 per token adds up to ~1e-2.
+    torch's float32 CPU log_softmax runs that high (lm-eval uses it, and sits 7.3e-3 above
+    float64 here); x - logsumexp(x) and a float64 sum keep both paths within 2e-4."""
+    import torch
+
+    from iteralign.backends.hf import HFBackend
+    from iteralign.evaluate.hhh import load_hhh, mc_context
+
+    longest = max(load_hhh(data_dir, None), key=lambda ex: max(len(c) for c in ex.candidates))
+    pair = (mc_context(longest), " " + max(longest.candidates, key=len))
+    ctx, cont, _ = hf_backend.encode_pair(*pair)
+    assert len(cont) > 800
+    reference = HFBackend("embedded", spec_id="f64", dtype="float64")
+    try:
+        with torch.inference_mode():
+            logits = reference.model(input_ids=torch.tensor([ctx + cont])).logits[0, len(ctx) - 1:-1]
+        exact = math.fsum(torch.log_softmax(logits, -1).gather(-1, torch.tensor(cont)[:, None]).squeeze(-1).tolist())
+    finally:
+        reference.close()
+    assert abs(hf_backend.loglikelihood([pair])[0] - exact) < 5e-4
+    assert abs(hf_backend.loglikelihood_choices([(pair[0], [pair[1]])])[0][0] - exact) < 5e-4

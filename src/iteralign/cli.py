@@ -173,7 +173,9 @@ def eval_command(
         import time
 
         from iteralign.backends.registry import parse_model_string
-        from iteralign.config import DromedaryOptions, EvalOptions, GenerationConfig, JudgeConfig
+        from typing import get_args
+
+        from iteralign.config import DromedaryOptions, EvalOptions, GenerationConfig, HFModel, JudgeConfig
         from iteralign.evaluate.runner import evaluate, results_document
         from iteralign.backends.cached import CallCounts
         from iteralign.store.call_cache import CallCache
@@ -190,8 +192,9 @@ def eval_command(
         if dtype != "float32":
             if spec.backend != "hf":
                 raise UserError("--dtype: only an hf model has a weight dtype to choose")
-            if dtype not in ("bfloat16", "float16", "auto"):
-                raise UserError(f"--dtype {dtype}: choose float32, bfloat16, float16 or auto")
+            choices = get_args(HFModel.model_fields["dtype"].annotation)  # model_copy does not validate
+            if dtype not in choices:
+                raise UserError(f"--dtype {dtype}: choose one of {', '.join(choices)}")
             spec = spec.model_copy(update={"dtype": dtype})
         if cache is not None and no_cache:
             raise UserError("--cache and --no-cache: give one of them")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 from iteralign import failpoints, progress
 from iteralign.backends.base import Backend, BackendCallError, Chat, GenParams
@@ -62,6 +62,10 @@ class CallCounts:
     def plus(self, other: "CallCounts") -> "CallCounts":
         return CallCounts(self.made + other.made, self.cached + other.cached, self.failed + other.failed,
                           self.retried + other.retried)
+
+    def add(self, other: "CallCounts") -> None:
+        """`plus`, in place: for a total that a caller handed in and reads afterwards."""
+        self.made, self.cached, self.failed, self.retried = astuple(self.plus(other))
 
     def minus(self, before: "CallCounts") -> "CallCounts":
         return CallCounts(self.made - before.made, self.cached - before.cached, self.failed - before.failed,

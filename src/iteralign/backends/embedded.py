@@ -29,8 +29,11 @@ def is_embedded(model: str) -> bool:
 
 
 def cache_root() -> Path:
-    root = os.environ.get("ITERALIGN_CACHE_DIR") or Path.home() / ".cache" / "iteralign"
-    return Path(root)
+    """iteralign's cache folder (the converted embedded model, the eval and judge-check call caches):
+    $ITERALIGN_CACHE_DIR, else $XDG_CACHE_HOME/iteralign, else ~/.cache/iteralign."""
+    if os.environ.get("ITERALIGN_CACHE_DIR"):
+        return Path(os.environ["ITERALIGN_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "iteralign"
 
 
 def embedded_gguf() -> Path:

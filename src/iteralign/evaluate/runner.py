@@ -81,9 +81,7 @@ def evaluate(model: ModelSpec, benchmarks: list[str], *, data_dir: Path | None, 
             if live is not None:
                 live.backend.close()
                 if counts is not None:
-                    counts.made += live.counts.made
-                    counts.cached += live.counts.cached
-                    counts.failed += live.counts.failed
+                    counts.add(live.counts)
         if own_cache:
             cache.close()
 

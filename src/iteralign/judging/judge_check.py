@@ -6,12 +6,11 @@ seed, where to write, and the call cache. Out: the figures document (also writte
 given, atomically, after everything was computed) and the lines to print.
 
 Every data file is read before a model is loaded. Every oracle call goes through a call cache
-(default `$XDG_CACHE_HOME/iteralign/judge_check_calls.sqlite`, or `~/.cache/...`): a second
+(default `judge_check_calls.sqlite` in iteralign's cache folder, see `backends.embedded.cache_root`): a second
 judge-check of the same judge costs nothing. The cache holds requests and replies, never a key.
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -24,8 +23,9 @@ MODES = ("structured", "paper")
 
 
 def default_cache() -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return root / "iteralign" / "judge_check_calls.sqlite"
+    from iteralign.backends.embedded import cache_root  # one cache folder for every iteralign command
+
+    return cache_root() / "judge_check_calls.sqlite"
 
 
 def judge_check(judge: str, mode: str, sets: list[str], files: list[Path], data_dir: Path | None,
