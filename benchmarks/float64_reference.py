@@ -24,20 +24,26 @@ from lm_eval_compare import LM_EVAL_TASKS, LOCAL_PREFIX, lm_eval_samples, our_pa
 from iteralign.backends.hf import HFBackend  # noqa: E402
 
 
+def whole_pass_token_logprobs(backend: HFBackend, context: str, continuation: str):
+    """Each continuation token's log-prob from one whole forward pass over context + continuation
+    and torch's log_softmax, in the model's own dtype (the harness's arithmetic, in float32)."""
+    import torch
+
+    ctx, cont, _ = backend.encode_pair(context, continuation)
+    with torch.inference_mode():
+        logits = backend.model(input_ids=torch.tensor([ctx + cont])).logits[0, len(ctx) - 1:-1]
+        return torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(cont).unsqueeze(-1)).squeeze(-1)
+
+
 def float64_loglikelihood(backend: HFBackend, context: str, continuation: str) -> tuple[float, int]:
     """(log P(continuation | context) computed in float64 end to end, continuation tokens)."""
     import math
 
     import torch
 
-    ctx, cont, _ = backend.encode_pair(context, continuation)
-    if not cont:
-        return 0.0, 0
-    with torch.inference_mode():
-        logits = backend.model(input_ids=torch.tensor([ctx + cont])).logits[0, len(ctx) - 1:-1]
-        assert logits.dtype == torch.float64
-        token_lp = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(cont).unsqueeze(-1)).squeeze(-1)
-    return math.fsum(token_lp.tolist()), len(cont)
+    token_lp = whole_pass_token_logprobs(backend, context, continuation)
+    assert token_lp.dtype == torch.float64, "the referee needs a float64 model"
+    return math.fsum(token_lp.tolist()), len(token_lp)
 
 
 def main() -> None:

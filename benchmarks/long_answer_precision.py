@@ -8,7 +8,7 @@ reply is computed three ways on the embedded model:
   float32, summed in float64);
 - the referee: the same weights in float64 end to end.
 Float32 rounding adds up over the tokens summed; this shows which of the two is off, and by how
-much. benchmarks/float64_reference.py does the same for the answers where the two tools' logged
+much. Last, the two float32 kernels alone on random logits. benchmarks/float64_reference.py does the same for the answers where the two tools' logged
 numbers actually disagree (it needs lm-eval's --log_samples output).
 
     python benchmarks/long_answer_precision.py [--count 40]
@@ -21,20 +21,29 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from float64_reference import float64_loglikelihood  # noqa: E402
+from float64_reference import float64_loglikelihood, whole_pass_token_logprobs  # noqa: E402
 
 from iteralign.backends.hf import HFBackend  # noqa: E402
 from iteralign.evaluate.hhh import load_hhh, mc_context  # noqa: E402
 
 
 def lm_eval_style(backend: HFBackend, context: str, continuation: str) -> float:
+    return float(whole_pass_token_logprobs(backend, context, continuation).sum())  # a float32 sum
+
+
+def kernel_bias_on_random_logits(rows: int = 512, vocab: int = 49152) -> tuple[float, float]:
+    """Mean signed error against float64 of float32 log_softmax and of x - logsumexp(x), on
+    random logits (N(0, 3), the embedded model's vocabulary size): the kernels alone."""
     import torch
 
-    ctx, cont, _ = backend.encode_pair(context, continuation)
-    with torch.inference_mode():
-        logits = backend.model(input_ids=torch.tensor([ctx + cont])).logits[0, len(ctx) - 1:-1]
-        token_lp = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(cont).unsqueeze(-1))
-    return float(token_lp.sum())
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(rows, vocab, dtype=torch.float64, generator=generator) * 3
+    targets = torch.randint(0, vocab, (rows, 1), generator=generator)
+    exact = torch.log_softmax(logits, -1).gather(-1, targets)
+    single = logits.float()
+    via_log_softmax = torch.log_softmax(single, -1).gather(-1, targets).double()
+    via_logsumexp = (single.gather(-1, targets) - torch.logsumexp(single, -1, keepdim=True)).double()
+    return float((via_log_softmax - exact).mean()), float((via_logsumexp - exact).mean())
 
 
 def main() -> None:
@@ -61,6 +70,9 @@ def main() -> None:
     tokens = sum(n for _, n in exact)
     bias = sum(t - e for t, (e, _) in zip(theirs, exact)) / tokens
     print(f"\nlm-eval's arithmetic runs {bias:+.2e} nats per token above float64 ({tokens} tokens)")
+    softmax_error, logsumexp_error = kernel_bias_on_random_logits()
+    print(f"the kernels alone, random logits (512 x 49,152): float32 log_softmax {softmax_error:+.2e}, "
+          f"x - logsumexp(x) {logsumexp_error:+.2e} mean signed error per token")
 
 
 if __name__ == "__main__":

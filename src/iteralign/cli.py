@@ -171,10 +171,9 @@ def eval_command(
     _setup_output(verbose)
     try:
         import time
-
-        from iteralign.backends.registry import parse_model_string
         from typing import get_args
 
+        from iteralign.backends.registry import parse_model_string
         from iteralign.config import DromedaryOptions, EvalOptions, GenerationConfig, HFModel, JudgeConfig
         from iteralign.evaluate.runner import evaluate, results_document
         from iteralign.backends.cached import CallCounts

@@ -182,7 +182,7 @@ class HFBackend(Backend):
                 logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                                     use_cache=False, logits_to_keep=keep).logits.float()
             # position width-keep+k predicts the next token. x - logsumexp(x), not log_softmax: torch's
-            # float32 CPU log_softmax runs about 1e-5 high per token (docs/benchmarks.md, the float64 referee)
+            # float32 CPU log_softmax runs about 7e-6 high per token (docs/benchmarks.md, the float64 referee)
             logits = logits[:, :-1]
             token_lp = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
             for row, (k, (_, cont)) in enumerate(zip(order[start:start + self.batch_size], batch)):
