@@ -86,6 +86,32 @@ def test_packed_rows_and_passes_and_the_full_logits_path_give_the_same_numbers(h
 
 
 @pytest.mark.slow
+def test_segment_attention_equals_one_mask_over_the_row_and_restores_the_model(hf_backend, data_dir):
+    """Segment attention (each segment reads only the prefix and its own columns) against one
+    tree mask over the whole row: small rows put several segments and padding in each row, and
+    HHH's long two-answer segments ride along. Afterwards the model attends as before."""
+    from iteralign.evaluate.hhh import load_hhh, mc_context
+
+    items = truthfulqa_items(data_dir, 6) + [(mc_context(ex), [" " + c for c in ex.candidates])
+                                             for ex in load_hhh(data_dir, None)[:3]]
+    scorer = hf_backend.scorer
+    assert scorer.segment_attention  # SmolLM2 (Llama) qualifies
+    saved = scorer.row_tokens, scorer.tokens_per_pass
+    try:
+        scorer.row_tokens, scorer.tokens_per_pass = 256, 1024
+        by_segments = hf_backend.loglikelihood_choices(items)
+        assert scorer.last_plan["padding"] > 0 and scorer.last_plan["passes"] > 1
+        scorer.segment_attention = False
+        by_row_mask = hf_backend.loglikelihood_choices(items)
+    finally:
+        scorer.row_tokens, scorer.tokens_per_pass = saved
+        scorer.segment_attention = True
+    assert max_difference(by_segments, by_row_mask) < 2e-4
+    assert hf_backend.model.config._attn_implementation == "sdpa"
+    assert max_difference(plain_scores(hf_backend, items[:2]), by_segments[:2]) < 1e-3
+
+
+@pytest.mark.slow
 def test_fast_path_equals_plain_path_on_odd_pairs(hf_backend, data_dir):
     items = truthfulqa_items(data_dir, 2) + [
         ("The capital of France is ", ["Paris.", "Rome, of course."]),  # trailing space moves

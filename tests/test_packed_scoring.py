@@ -123,3 +123,30 @@ def test_a_cached_score_list_that_does_not_fit_is_scored_again(tmp_path):
     assert model.loglikelihood_groups(groups) == [[-2.0, -3.0]]
     assert model.backend.calls == 1
     cache.close()
+
+
+def test_segment_attention_is_only_used_where_it_computes_what_the_model_does():
+    from types import SimpleNamespace
+
+    import pytest
+
+    from iteralign.backends.segment_attention import segment_attention_forward, supports_segment_attention
+
+    class Model:
+        def __init__(self, sinks=None, **config):
+            self.config = SimpleNamespace(**config)
+            self.sinks = sinks
+
+        def modules(self):
+            return [self]
+
+        def _can_set_attn_implementation(self):
+            return True
+
+    assert supports_segment_attention(Model())
+    assert not supports_segment_attention(Model(sliding_window=4096))
+    assert not supports_segment_attention(Model(layer_types=["full_attention", "sliding_attention"]))
+    assert not supports_segment_attention(Model(attn_logit_softcapping=50.0))
+    assert not supports_segment_attention(Model(sinks=object()))
+    with pytest.raises(RuntimeError, match="only for the packed scorer"):
+        segment_attention_forward(None, None, None, None, None)

@@ -16,12 +16,15 @@ Layout (the minimum work a transformer can do for multiple-choice scoring):
 - segments are packed first-fit into rows of about `row_tokens`, rows into passes of about
   `tokens_per_pass` (padding is only the tail of a row);
 - the language-model head runs only on the positions whose next token is scored (not on
-  context positions), and the softmax over the vocabulary in slices.
+  context positions), and the softmax over the vocabulary in slices;
+- attention reads only what the tree mask keeps: each segment's queries meet the prefix's keys
+  and their own segment's (segment_attention.py), not the whole row. Models whose attention
+  that cannot reproduce (sliding windows, soft-capping, sinks) take one 4D tree mask over the
+  whole row instead, the same numbers at the cost of attending over every column.
 
 Why not KV-cache copies per answer (the previous layout): copying the context's cache for each
 answer and padding every answer to the longest in its pass cost 31% padding and a cache copy
-per answer; the tree mask needs neither. Row width trades attention cost (every token attends
-over its row, masked or not) against matrix size; see docs/benchmarks.md for the profile.
+per answer; the tree mask needs neither. See docs/benchmarks.md for the profile.
 
 The numbers equal a whole-sequence forward pass per pair (lm-eval's) to float rounding: the same
 tokens see the same tokens at the same positions; only matrix shapes differ.
@@ -29,7 +32,12 @@ tokens see the same tokens at the same positions; only matrix shapes differ.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
+
+from iteralign.backends.segment_attention import NAME as SEGMENT_ATTENTION
+from iteralign.backends.segment_attention import SegmentLayout, supports_segment_attention
+from iteralign.backends.segment_attention import register as register_segment_attention
 
 # config attributes of models whose logits are not simply lm_head(hidden): those get their
 # logits from the model's own forward pass (on every position) instead
@@ -58,6 +66,11 @@ class PackedScorer:
         config = model.config
         self._head_only = not any(getattr(config, name, None) not in (None, 1, 1.0) for name in _LOGIT_POSTPROCESSING)
         self._bool_mask = getattr(config, "_attn_implementation", "sdpa") in ("sdpa", "flex_attention")
+        # segment attention reads only each segment's own columns (segment_attention.py); models
+        # whose attention it cannot reproduce take one tree mask over the whole row instead
+        self.segment_attention = self._head_only and supports_segment_attention(model)
+        if self.segment_attention:
+            register_segment_attention()
         self.prefix_cache: tuple[list[int], list] | None = None  # (tokens, per-layer (keys, values))
         self.last_plan: dict[str, int] = {}  # positions run, padding, passes of the last call (profiling)
 
@@ -74,8 +87,9 @@ class PackedScorer:
             prefix_len = shared_prefix_length([ctx for _, ctx, _ in live], self.min_shared_prefix)
             prefix_len, prefix_kv = self._prefix_kv(live[0][1], prefix_len)
             passes = self.plan(live, prefix_len)
-            for batch, width in passes:
-                self._run_pass(batch, width, prefix_len, prefix_kv, results)
+            with self._attention():
+                for batch, width in passes:
+                    self._run_pass(batch, width, prefix_len, prefix_kv, results)
         self.last_plan = plan_counts(passes, prefix_len)
         return results
 
@@ -110,22 +124,11 @@ class PackedScorer:
                     pick_target.append(target)
                     pick_owner.append((segment.item, j))
                 offset += n
-        # attend[q, k]: same segment, k not after q, and k is context or q's own continuation
-        order = torch.arange(width)
-        same = segment_of.unsqueeze(2) == segment_of.unsqueeze(1)
-        causal = order.view(1, width, 1) >= order.view(1, 1, width)
-        branch_k = branch.unsqueeze(1)
-        own = (branch_k == 0) | (branch_k == branch.unsqueeze(2))
-        local = same & causal & own  # padding sees earlier padding: no empty row, no NaN
-        mask = torch.cat([torch.ones((n_rows, width, prefix_len), dtype=torch.bool), local], dim=2) if prefix_kv \
-            else local
-        mask = mask.unsqueeze(1)
-        if not self._bool_mask:  # eager attention adds the mask
-            dtype = next(self.model.parameters()).dtype
-            mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
-
-        kwargs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device),
-                  "position_ids": positions.to(self.device)}
+        kwargs = {"input_ids": ids.to(self.device), "position_ids": positions.to(self.device)}
+        if self.segment_attention:
+            kwargs["segment_layout"] = self._layout(batch, prefix_len if prefix_kv else 0)
+        else:
+            kwargs["attention_mask"] = self._row_mask(segment_of, branch, prefix_len if prefix_kv else 0).to(self.device)
         if prefix_kv:
             kwargs["past_key_values"] = self._cache([(k.expand(n_rows, -1, -1, -1), v.expand(n_rows, -1, -1, -1))
                                                      for k, v in prefix_kv])
@@ -152,6 +155,54 @@ class PackedScorer:
             sums.setdefault(owner, []).append(value)
         for (i, j), values in sums.items():
             results[i][j] = math.fsum(values)
+
+    # -- attention masks -------------------------------------------------------------------------
+
+    def _row_mask(self, segment_of, branch, prefix_len: int):
+        """One 4D mask over whole rows: [rows, 1, width, prefix + width]."""
+        import torch
+
+        n_rows, width = segment_of.shape
+        same = segment_of.unsqueeze(2) == segment_of.unsqueeze(1)
+        # padding sees earlier padding: no empty row, no NaN
+        mask = same & tree_mask(branch)
+        if prefix_len:
+            mask = torch.cat([torch.ones((n_rows, width, prefix_len), dtype=torch.bool), mask], dim=2)
+        mask = mask.unsqueeze(1)
+        if not self._bool_mask:  # eager attention adds the mask
+            dtype = next(self.model.parameters()).dtype
+            mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
+        return mask
+
+    def _layout(self, batch: list[list[_Segment]], prefix_len: int) -> SegmentLayout:
+        """Each segment's span in the pass and its own mask, built once for all layers."""
+        import torch
+
+        spans, masks = [], []
+        for r, row in enumerate(batch):
+            offset = 0
+            for segment in row:
+                n = len(segment.tokens)
+                mask = tree_mask(torch.tensor(segment.branch).unsqueeze(0))[0]
+                if prefix_len:
+                    mask = torch.cat([torch.ones((n, prefix_len), dtype=torch.bool), mask], dim=1)
+                spans.append((r, offset, offset + n))
+                masks.append(mask.view(1, 1, n, prefix_len + n).to(self.device))
+                offset += n
+        return SegmentLayout(prefix_len, spans, masks)
+
+    @contextmanager
+    def _attention(self):
+        """While scoring, the model attends through segment attention; afterwards as before."""
+        if not self.segment_attention:
+            yield
+            return
+        previous = self.model.config._attn_implementation
+        self.model.set_attn_implementation(SEGMENT_ATTENTION)
+        try:
+            yield
+        finally:
+            self.model.set_attn_implementation(previous)
 
     # -- the shared prefix -----------------------------------------------------------------------
 
@@ -181,6 +232,18 @@ class PackedScorer:
             return 0, []
         self.prefix_cache = (list(first[:length]), kv)
         return length, kv
+
+
+def tree_mask(branch):
+    """attend[q, k] within rows of branch ids [rows, width]: k not after q, and k is context
+    (branch 0) or q's own continuation."""
+    import torch
+
+    width = branch.shape[1]
+    order = torch.arange(width)
+    causal = order.view(1, width, 1) >= order.view(1, 1, width)
+    branch_k = branch.unsqueeze(1)
+    return causal & ((branch_k == 0) | (branch_k == branch.unsqueeze(2)))
 
 
 def make_segment(item: int, ctx: list[int], conts: list[list[int]], prefix_len: int) -> _Segment:
