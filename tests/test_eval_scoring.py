@@ -151,10 +151,12 @@ def test_llamacpp_loglikelihood_close_to_hf(hf_backend, data_dir):
             assert lc_q.index(max(lc_q)) == hf_q.index(ranked[0])
 
 
-def test_both_float32_paths_stay_within_5e_4_of_float64_on_the_longest_hhh_answer(hf_backend, data_dir):
+def test_both_float32_paths_stay_within_1e_3_of_float64_on_the_longest_hhh_answer(hf_backend, data_dir):
     """HHH's longest reply (867 tokens): a float32 error of 1e-5 per token adds up to ~1e-2.
     torch's float32 CPU log_softmax runs that high (lm-eval uses it, and sits 7.3e-3 above
-    float64 here); x - logsumexp(x) and a float64 sum keep both paths within 1.3e-4 (measured)."""
+    float64 here); x - logsumexp(x) and a float64 sum keep both paths within 1.3e-4 on AMD AVX2
+    hosts and 5.2e-4 on an AVX-512 Xeon (the matmuls' float32 rounding; measured), so the bound
+    is the issue's 1e-3, still 7x under the old arithmetic's error."""
     import torch
 
     from iteralign.backends.hf import HFBackend
@@ -171,5 +173,5 @@ def test_both_float32_paths_stay_within_5e_4_of_float64_on_the_longest_hhh_answe
         exact = math.fsum(torch.log_softmax(logits, -1).gather(-1, torch.tensor(cont)[:, None]).squeeze(-1).tolist())
     finally:
         reference.close()
-    assert abs(hf_backend.loglikelihood([pair])[0] - exact) < 5e-4
-    assert abs(hf_backend.loglikelihood_choices([(pair[0], [pair[1]])])[0][0] - exact) < 5e-4
+    assert abs(hf_backend.loglikelihood([pair])[0] - exact) < 1e-3
+    assert abs(hf_backend.loglikelihood_choices([(pair[0], [pair[1]])])[0][0] - exact) < 1e-3
