@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from iteralign.backends.allocator import keep_freed_memory
 from iteralign.backends.base import Backend, Chat, GenParams
 from iteralign.backends.embedded import embedded_hf_dir, is_embedded
 from iteralign.backends.hf_scoring import PackedScorer, common_length
@@ -43,6 +44,8 @@ class HFBackend(Backend):
 
         self.spec_id = spec_id
         self.batch_size = batch_size
+        if device == "cpu":  # before the model's tensors exist: CPU passes reuse freed memory (allocator.py)
+            keep_freed_memory()
         path = resolve_hf_model(model)
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         self.tokenizer.padding_side = "left"
