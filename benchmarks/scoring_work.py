@@ -12,8 +12,8 @@ positions that pass through the model:
   minus the last token), requests sharing context + answer[:-1] run once (its logits cache),
   sorted longest first, batches of --batch-size padded to their longest row.
 
-Then it measures this machine's forward rates (float32, the threads torch uses, the malloc
-tuning `iteralign eval` runs with: the backend applies it, see backends/allocator.py): tokens/s
+Then it measures this machine's forward rates (float32, the threads torch uses, and the malloc
+tuning the hf backend applies for `iteralign eval` too, backends/allocator.py): tokens/s
 when only the last position's logits are needed and when every position's are. The bound is
 the minimal work at those rates: positions whose logits are scored at the second rate, the rest
 at the first.
