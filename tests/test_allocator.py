@@ -2,11 +2,15 @@
 
 Each case runs in a fresh interpreter (the setting is process-wide and one-way). The probe
 allocates a 24 MB tensor (the size of one of SmolLM2's MLP activations on a 4,096-token pass)
-and frees it, three times, reading glibc's own accounting (mallinfo2) around the first and the
-minor page faults of the third. With glibc's defaults a block that large is its own mapping,
+and frees it, eight times, reading glibc's own accounting (mallinfo2) around the first and the
+minor page faults of each. With glibc's defaults a block that large is its own mapping,
 handed back to the kernel when freed; tuned, it comes from the heap, stays there when freed, and
-once the heap has settled (the second request may still extend it) an allocation reuses it
-without a page being faulted in again. (How many faults the defaults cost on a real pass
+once the heap has settled an allocation reuses it without a page being faulted in again.
+Settling takes up to two extensions of the heap, and which request makes the second one
+depends on the interpreter's own small allocations: seen at the second or the third request
+(the alternating addresses of a freed block and its neighbour), so only the last four of the
+eight are held to no faults. (An earlier version read the third request alone and failed when
+the second extension came there.) (How many faults the defaults cost on a real pass
 depends on glibc's adaptive thresholds, so that is not asserted: on a 2-layer model of SmolLM2's
 widths, 1,506 to 155,650 were seen. The measured speed is in docs/benchmarks.md.)
 """
@@ -37,13 +41,14 @@ block = torch.ones(6_000_000)  # 24 MB, written
 during = libc.mallinfo2()
 del block
 after = libc.mallinfo2()
-block = torch.ones(6_000_000)  # the heap settles: the second request may still extend it
-del block
-faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-block = torch.ones(6_000_000)
-faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+faults = []
+for _ in range(7):  # the heap settles (up to two extensions), then every request reuses it
+    start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = torch.ones(6_000_000)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start)
+    del block
 print(json.dumps({"applied": applied, "mapped_during": during.hblkhd - before.hblkhd,
-                  "heap_free_after": after.fordblks, "faults_again": faults}))
+                  "heap_free_after": after.fordblks, "faults": faults}))
 """
 
 BLOCK = 24_000_000
@@ -66,4 +71,5 @@ def test_tuned_malloc_keeps_a_freed_activation_in_the_heap_and_reuses_it_without
     # tuned: it came from the heap, stays there freed, and is reused without faulting pages in
     assert tuned["mapped_during"] < BLOCK
     assert tuned["heap_free_after"] >= BLOCK
-    assert tuned["faults_again"] < PAGES // 100
+    settled = tuned["faults"][-4:]
+    assert sum(settled) < PAGES // 100, tuned["faults"]
