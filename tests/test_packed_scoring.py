@@ -12,7 +12,8 @@ from __future__ import annotations
 import random
 
 from iteralign.backends.cached import CachedModel
-from iteralign.backends.hf_scoring import group_passes, make_segment, pack_rows, plan_counts, shared_prefix_length
+from iteralign.backends.hf_scoring import (ancestor_mask, group_passes, make_segment, pack_rows, plan_counts,
+                                           shared_prefix_length)
 from iteralign.backends.lazy import LazyBackend
 from iteralign.evaluate.scoring import ChoiceItem, score_choices
 from iteralign.store.call_cache import CallCache
@@ -21,11 +22,31 @@ from iteralign.store.call_cache import CallCache
 def test_a_segment_is_the_context_rest_then_each_continuation_but_its_last_token():
     segment = make_segment(3, [1, 2, 3, 4, 5], [[10, 11, 12], [20], [30, 31]], prefix_len=3)
     assert segment.tokens == [4, 5, 10, 11, 30]
-    assert segment.branch == [0, 0, 1, 1, 3]
+    assert segment.parent == [-1, 0, 1, 2, 1]  # each continuation hangs off the context's last token
     # every continuation starts at the position right after the context
     assert segment.position == [3, 4, 5, 6, 5]
     # (offset of the token whose logits predict, continuation, target)
     assert segment.picks == [(1, 0, 10), (2, 0, 11), (3, 0, 12), (1, 1, 20), (1, 2, 30), (4, 2, 31)]
+
+
+def test_continuations_share_the_positions_of_the_tokens_they_begin_with():
+    segment = make_segment(0, [1, 2], [[10, 11, 12], [10, 11, 13, 14], [10, 15, 16], [17]], prefix_len=0)
+    # 10 and 11 run once for the first two continuations, 10 once for the first three
+    assert segment.tokens == [1, 2, 10, 11, 13, 15]
+    assert segment.parent == [-1, 0, 1, 2, 3, 2]
+    assert segment.position == [0, 1, 2, 3, 4, 3]
+    assert segment.picks == [(1, 0, 10), (2, 0, 11), (3, 0, 12),
+                             (1, 1, 10), (2, 1, 11), (3, 1, 13), (4, 1, 14),
+                             (1, 2, 10), (2, 2, 15), (5, 2, 16), (1, 3, 17)]
+    # each token sees itself and its ancestors, never a sibling branch
+    assert ancestor_mask(segment.parent).int().tolist() == [
+        [1, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0],
+        [1, 1, 1, 1, 0, 0],
+        [1, 1, 1, 1, 1, 0],
+        [1, 1, 1, 0, 0, 1],
+    ]
 
 
 def test_an_empty_continuation_is_not_scored():

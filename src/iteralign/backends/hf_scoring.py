@@ -7,16 +7,19 @@ Out: log P(continuation | context) per continuation, summed over its tokens.
 Layout (the minimum work a transformer can do for multiple-choice scoring):
 - the prefix every context shares (TruthfulQA's six-shot primer) runs once, and its KV cache is
   kept across calls;
-- each item becomes one *segment*: the rest of its context, then each continuation's tokens
-  but the last (the last is only predicted), side by side. A 4D attention mask makes the
-  segment a tree: context tokens see the prefix and the context before them; a continuation's
-  tokens see the prefix, the whole context and their own continuation, never a sibling. Position
-  ids restart at the context's end for every continuation, so each one sees exactly the
-  sequence it would see alone;
+- each item becomes one *segment*: the rest of its context, then its continuations' tokens
+  but the last (the last is only predicted) as a tree: continuations that begin with the same
+  tokens share those positions (a trie; TruthfulQA's answers share 25% of their positions,
+  " No, ...", " You ..."), branching where they differ. An attention mask makes each token
+  see exactly its ancestors: the prefix, the context before it, and the tokens of its own
+  path, never a sibling branch. Position ids count along the path, so each continuation sees
+  exactly the sequence it would see alone;
 - segments are packed first-fit into rows of about `row_tokens`, rows into passes of about
   `tokens_per_pass` (padding is only the tail of a row);
 - the language-model head runs only on the positions whose next token is scored (not on
-  context positions), and the softmax over the vocabulary in slices;
+  context positions), once per position however many continuations it predicts for (the
+  context's last token predicts every first token), and the softmax over the vocabulary in
+  slices;
 - attention reads only what the tree mask keeps: each segment's queries meet the prefix's keys
   and their own segment's (segment_attention.py), not the whole row. Models whose attention
   that cannot reproduce (sliding windows, soft-capping, sinks) take one 4D tree mask over the
@@ -27,7 +30,8 @@ answer and padding every answer to the longest in its pass cost 31% padding and 
 per answer; the tree mask needs neither. See docs/benchmarks.md for the profile.
 
 The numbers equal a whole-sequence forward pass per pair (lm-eval's) to float rounding: the same
-tokens see the same tokens at the same positions; only matrix shapes differ.
+tokens see the same tokens at the same positions; only matrix shapes differ. A shared trie
+position computes the same hidden state each continuation through it would have computed.
 """
 from __future__ import annotations
 
@@ -47,8 +51,8 @@ _LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scali
 @dataclass
 class _Segment:
     item: int
-    tokens: list[int]  # context rest, then each continuation minus its last token
-    branch: list[int]  # 0 = context, j + 1 = continuation j
+    tokens: list[int]  # context rest, then the continuations' trie (each minus its last token)
+    parent: list[int]  # offset of the token each one follows (-1: the prefix, or nothing)
     position: list[int]  # position id of each token (prefix length counted)
     picks: list[tuple[int, int, int]]  # (offset of the predicting token, continuation j, target token)
 
@@ -107,20 +111,17 @@ class PackedScorer:
         n_rows = len(batch)
         ids = torch.full((n_rows, width), self.pad, dtype=torch.long)
         positions = torch.zeros((n_rows, width), dtype=torch.long)
-        segment_of = torch.full((n_rows, width), -1, dtype=torch.long)  # -1 = padding
-        branch = torch.zeros((n_rows, width), dtype=torch.long)
-        pick_row, pick_col, pick_target, pick_owner = [], [], [], []
+        # the head runs once per distinct predicting position, each pick reads its target there
+        scored_at: dict[tuple[int, int], int] = {}
+        pick_slot, pick_target, pick_owner = [], [], []
         for r, row in enumerate(batch):
             offset = 0
-            for s, segment in enumerate(row):
+            for segment in row:
                 n = len(segment.tokens)
                 ids[r, offset:offset + n] = torch.tensor(segment.tokens)
                 positions[r, offset:offset + n] = torch.tensor(segment.position)
-                segment_of[r, offset:offset + n] = s
-                branch[r, offset:offset + n] = torch.tensor(segment.branch)
                 for at, j, target in segment.picks:
-                    pick_row.append(r)
-                    pick_col.append(offset + at)
+                    pick_slot.append(scored_at.setdefault((r, offset + at), len(scored_at)))
                     pick_target.append(target)
                     pick_owner.append((segment.item, j))
                 offset += n
@@ -128,44 +129,59 @@ class PackedScorer:
         if self.segment_attention:
             kwargs["segment_layout"] = self._layout(batch, prefix_len if prefix_kv else 0)
         else:
-            kwargs["attention_mask"] = self._row_mask(segment_of, branch, prefix_len if prefix_kv else 0).to(self.device)
+            kwargs["attention_mask"] = self._row_mask(batch, width, prefix_len if prefix_kv else 0).to(self.device)
         if prefix_kv:
             kwargs["past_key_values"] = self._cache([(k.expand(n_rows, -1, -1, -1), v.expand(n_rows, -1, -1, -1))
                                                      for k, v in prefix_kv])
             kwargs["use_cache"] = True
         else:
             kwargs["use_cache"] = False
-        rows_t = torch.tensor(pick_row, device=self.device)
-        cols_t = torch.tensor(pick_col, device=self.device)
+        rows_t = torch.tensor([r for r, _ in scored_at], device=self.device)
+        cols_t = torch.tensor([c for _, c in scored_at], device=self.device)
+        slots = torch.tensor(pick_slot, device=self.device)
         targets = torch.tensor(pick_target, device=self.device)
+        token_lp = torch.empty(len(pick_slot), dtype=torch.float64)
         if self._head_only:
             hidden = self.model.get_decoder()(**kwargs).last_hidden_state
             picked = hidden[rows_t, cols_t]
             head = self.model.get_output_embeddings()
-            token_lp = []
-            for start in range(0, len(pick_row), self.logits_per_slice):
+            for start in range(0, len(scored_at), self.logits_per_slice):
                 logits = head(picked[start:start + self.logits_per_slice]).float()
-                chosen = logits.gather(-1, targets[start:start + self.logits_per_slice].unsqueeze(-1)).squeeze(-1)
-                token_lp.extend((chosen - torch.logsumexp(logits, dim=-1)).tolist())
+                here = ((slots >= start) & (slots < start + logits.shape[0])).nonzero().squeeze(-1)
+                self._pick(logits, slots[here] - start, targets[here], token_lp, here)
         else:
             logits = self.model(**kwargs).logits[rows_t, cols_t].float()
-            token_lp = (logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)).tolist()
+            self._pick(logits, slots, targets, token_lp, torch.arange(len(pick_slot)))
+        token_lp = token_lp.tolist()
         sums: dict[tuple[int, int], list[float]] = {}
         for owner, value in zip(pick_owner, token_lp):
             sums.setdefault(owner, []).append(value)
         for (i, j), values in sums.items():
             results[i][j] = math.fsum(values)
 
+    @staticmethod
+    def _pick(logits, rows, targets, out, where) -> None:
+        """out[where] = log-softmax(logits[rows])[targets]. x - logsumexp(x), not log_softmax:
+        torch's float32 CPU log_softmax runs about 7e-6 high per token (docs/benchmarks.md)."""
+        lse = logits.logsumexp(dim=-1)
+        out[where] = (logits[rows, targets] - lse[rows]).double()
+
     # -- attention masks -------------------------------------------------------------------------
 
-    def _row_mask(self, segment_of, branch, prefix_len: int):
+    def _row_mask(self, batch: list[list[_Segment]], width: int, prefix_len: int):
         """One 4D mask over whole rows: [rows, 1, width, prefix + width]."""
         import torch
 
-        n_rows, width = segment_of.shape
-        same = segment_of.unsqueeze(2) == segment_of.unsqueeze(1)
-        # padding sees earlier padding: no empty row, no NaN
-        mask = same & tree_mask(branch)
+        n_rows = len(batch)
+        mask = torch.zeros((n_rows, width, width), dtype=torch.bool)
+        for r, row in enumerate(batch):
+            offset = 0
+            for segment in row:
+                n = len(segment.tokens)
+                mask[r, offset:offset + n, offset:offset + n] = ancestor_mask(segment.parent)
+                offset += n
+            # padding sees earlier padding: no empty row, no NaN
+            mask[r, offset:, offset:] = torch.ones((width - offset, width - offset), dtype=torch.bool).tril()
         if prefix_len:
             mask = torch.cat([torch.ones((n_rows, width, prefix_len), dtype=torch.bool), mask], dim=2)
         mask = mask.unsqueeze(1)
@@ -183,7 +199,7 @@ class PackedScorer:
             offset = 0
             for segment in row:
                 n = len(segment.tokens)
-                mask = tree_mask(torch.tensor(segment.branch).unsqueeze(0))[0]
+                mask = ancestor_mask(segment.parent)
                 if prefix_len:
                     mask = torch.cat([torch.ones((n, prefix_len), dtype=torch.bool), mask], dim=1)
                 spans.append((r, offset, offset + n))
@@ -234,33 +250,44 @@ class PackedScorer:
         return length, kv
 
 
-def tree_mask(branch):
-    """attend[q, k] within rows of branch ids [rows, width]: k not after q, and k is context
-    (branch 0) or q's own continuation."""
+def ancestor_mask(parent: list[int]):
+    """attend[q, k] for one segment: k is q or one of q's ancestors (parents[q] == -1 ends the
+    walk). Parents come before their children, so each row is its parent's row plus itself."""
+    import numpy as np
     import torch
 
-    width = branch.shape[1]
-    order = torch.arange(width)
-    causal = order.view(1, width, 1) >= order.view(1, 1, width)
-    branch_k = branch.unsqueeze(1)
-    return causal & ((branch_k == 0) | (branch_k == branch.unsqueeze(2)))
+    n = len(parent)
+    mask = np.zeros((n, n), dtype=bool)
+    for q, p in enumerate(parent):
+        if p >= 0:
+            mask[q, :p + 1] = mask[p, :p + 1]
+        mask[q, q] = True
+    return torch.from_numpy(mask)
 
 
 def make_segment(item: int, ctx: list[int], conts: list[list[int]], prefix_len: int) -> _Segment:
-        rest = ctx[prefix_len:]
-        tokens, branch = list(rest), [0] * len(rest)
-        position = list(range(prefix_len, prefix_len + len(rest)))
-        picks = []
-        for j, cont in enumerate(conts):
-            if not cont:  # an empty continuation has probability 1
-                continue
-            picks.append((len(rest) - 1, j, cont[0]))  # the context's last token predicts the first
-            for m in range(len(cont) - 1):
-                picks.append((len(tokens), j, cont[m + 1]))
+    """The context's own tokens, then every continuation but its last token, as a trie: a
+    continuation reuses the positions of the tokens it shares with an earlier one from the start."""
+    rest = ctx[prefix_len:]
+    tokens, parent = list(rest), list(range(-1, len(rest) - 1))
+    position = list(range(prefix_len, prefix_len + len(rest)))
+    node: dict[tuple[int, int], int] = {}  # (offset of the parent, token) -> offset
+    picks = []
+    for j, cont in enumerate(conts):
+        if not cont:  # an empty continuation has probability 1
+            continue
+        at = len(rest) - 1  # the context's last token predicts the first
+        picks.append((at, j, cont[0]))
+        for m in range(len(cont) - 1):
+            child = node.get((at, cont[m]))
+            if child is None:
+                child = node[(at, cont[m])] = len(tokens)
                 tokens.append(cont[m])
-                branch.append(j + 1)
+                parent.append(at)
                 position.append(prefix_len + len(rest) + m)
-        return _Segment(item, tokens, branch, position, picks)
+            at = child
+            picks.append((at, j, cont[m + 1]))
+    return _Segment(item, tokens, parent, position, picks)
 
 
 def row_length(row: list[_Segment]) -> int:
