@@ -20,6 +20,7 @@ from iteralign.evaluate import truthfulqa as tqa
 
 KINDS = {  # profiler op name -> kind
     "aten::mm": "matrix multiply", "aten::addmm": "matrix multiply", "aten::bmm": "matrix multiply",
+    "mkldnn::_linear_pointwise": "matrix multiply",
     "aten::_scaled_dot_product_flash_attention_for_cpu": "attention",
     "aten::logsumexp": "softmax over the vocabulary", "aten::exp_": "softmax over the vocabulary",
     "aten::amax": "softmax over the vocabulary", "aten::sub": "softmax over the vocabulary",
