@@ -171,3 +171,54 @@ def test_segment_attention_is_only_used_where_it_computes_what_the_model_does():
     assert not supports_segment_attention(Model(sinks=object()))
     with pytest.raises(RuntimeError, match="only for the packed scorer"):
         segment_attention_forward(None, None, None, None, None)
+
+
+def test_bucketed_segment_attention_equals_one_tree_mask_over_the_row():
+    """Random segments (tries of random shape) in two rows after a shared prefix, grouped-query
+    heads: the bucketed kernel gives what one mask over each whole row gives, at every real
+    token; padding columns come out zero."""
+    import torch
+    from torch.nn.functional import scaled_dot_product_attention
+
+    from iteralign.backends.segment_attention import SegmentLayout, segment_attention_forward
+
+    rng = random.Random(1)
+    prefix, width, kv_heads, groups, dim = 5, 64, 2, 3, 8
+    rows = []
+    for _ in range(2):
+        row, used = [], 0
+        while True:
+            ctx = [1] * rng.randint(1, 6)
+            conts = [[rng.randint(2, 4) for _ in range(rng.randint(1, 5))] for _ in range(rng.randint(1, 4))]
+            segment = make_segment(0, [0] * prefix + ctx, conts, prefix_len=prefix)
+            if used + len(segment.tokens) > width - 3:  # leave padding at the row's end
+                break
+            row.append(segment)
+            used += len(segment.tokens)
+        rows.append(row)
+    spans, masks = [], []
+    row_mask = torch.zeros((2, width, prefix + width), dtype=torch.bool)
+    row_mask[:, :, :prefix] = True
+    for r, row in enumerate(rows):
+        offset = 0
+        for segment in row:
+            n = len(segment.tokens)
+            spans.append((r, offset, offset + n))
+            masks.append(ancestor_mask(segment.parent))
+            row_mask[r, offset:offset + n, prefix + offset:prefix + offset + n] = masks[-1]
+            offset += n
+    layout = SegmentLayout.build(prefix, spans, masks, width, groups)
+    assert len(layout.buckets) > 1 and any(b.rows.shape[0] > 1 for b in layout.buckets)
+    torch.manual_seed(0)
+    query = torch.randn(2, kv_heads * groups, width, dim)
+    key, value = torch.randn(2, kv_heads, prefix + width, dim), torch.randn(2, kv_heads, prefix + width, dim)
+    key[1, :, :prefix], value[1, :, :prefix] = key[0, :, :prefix], value[0, :, :prefix]  # one shared prefix
+    out, _ = segment_attention_forward(None, query, key, value, None, scaling=0.3, segment_layout=layout)
+    reference = scaled_dot_product_attention(query, key.repeat_interleave(groups, dim=1),
+                                             value.repeat_interleave(groups, dim=1),
+                                             attn_mask=row_mask.unsqueeze(1), scale=0.3).transpose(1, 2)
+    real = torch.zeros((2, width), dtype=torch.bool)
+    for r, start, end in spans:
+        real[r, start:end] = True
+    assert torch.allclose(out[real], reference[real], atol=1e-5)
+    assert not out[~real].any()

@@ -78,6 +78,9 @@ class PackedScorer:
         self.segment_attention = self._head_only and supports_segment_attention(model)
         if self.segment_attention:
             register_segment_attention()
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        heads = getattr(text, "num_attention_heads", 1)
+        self._query_groups = heads // (getattr(text, "num_key_value_heads", None) or heads)
         self.linears: OneDNNLinears | None = None  # float32 CPU linears through oneDNN where faster
         self.prefix_cache: tuple[list[int], list] | None = None  # (tokens, per-layer (keys, values))
         self.last_plan: dict[str, int] = {}  # positions run, padding, passes of the last call (profiling)
@@ -133,7 +136,7 @@ class PackedScorer:
                 offset += n
         kwargs = {"input_ids": ids.to(self.device), "position_ids": positions.to(self.device)}
         if self.segment_attention:
-            kwargs["segment_layout"] = self._layout(batch, prefix_len if prefix_kv else 0)
+            kwargs["segment_layout"] = self._layout(batch, width, prefix_len if prefix_kv else 0)
         else:
             kwargs["attention_mask"] = self._row_mask(batch, width, prefix_len if prefix_kv else 0).to(self.device)
         if prefix_kv:
@@ -196,22 +199,16 @@ class PackedScorer:
             mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
         return mask
 
-    def _layout(self, batch: list[list[_Segment]], prefix_len: int) -> SegmentLayout:
+    def _layout(self, batch: list[list[_Segment]], width: int, prefix_len: int) -> SegmentLayout:
         """Each segment's span in the pass and its own mask, built once for all layers."""
-        import torch
-
         spans, masks = [], []
         for r, row in enumerate(batch):
             offset = 0
             for segment in row:
-                n = len(segment.tokens)
-                mask = ancestor_mask(segment.parent)
-                if prefix_len:
-                    mask = torch.cat([torch.ones((n, prefix_len), dtype=torch.bool), mask], dim=1)
-                spans.append((r, offset, offset + n))
-                masks.append(mask.view(1, 1, n, prefix_len + n).to(self.device))
-                offset += n
-        return SegmentLayout(prefix_len, spans, masks)
+                spans.append((r, offset, offset + len(segment.tokens)))
+                masks.append(ancestor_mask(segment.parent))
+                offset += len(segment.tokens)
+        return SegmentLayout.build(prefix_len, spans, masks, width, self._query_groups, device=self.device)
 
     @contextmanager
     def _attention(self):
@@ -341,11 +338,14 @@ def shared_prefix_length(contexts: list[list[int]], minimum: int) -> int:
 
 
 def plan_counts(passes, prefix_len: int) -> dict[str, int]:
-    """What a plan costs: positions run (padding included), padding, passes, scored tokens."""
-    real = sum(len(s.tokens) for batch, _ in passes for row in batch for s in row)
+    """What a plan costs: positions run (padding included), padding, passes, scored tokens, and
+    positions the head runs on (one per predicting position, however many tokens it predicts)."""
+    segments = [s for batch, _ in passes for row in batch for s in row]
+    real = sum(len(s.tokens) for s in segments)
     positions = sum(width * len(batch) for batch, width in passes)
     return {"prefix": prefix_len, "positions": positions, "padding": positions - real, "passes": len(passes),
-            "scored": sum(len(s.picks) for batch, _ in passes for row in batch for s in row)}
+            "scored": sum(len(s.picks) for s in segments),
+            "head": sum(len({at for at, _, _ in s.picks}) for s in segments)}
 
 
 def common_length(a: list[int], b: list[int], limit: int) -> int:

@@ -8,9 +8,10 @@ columns that mask would zero.
 Why: with one mask over the row, every token attends over the prefix plus the whole 512-wide
 row, though a TruthfulQA segment needs about 85 of those columns; that was 16% of scoring
 time (docs/benchmarks.md, "Profile"). Here each segment's queries meet only the prefix's keys and
-their own segment's: one small scaled-dot-product call per segment and layer, the segment's
-tree mask built once per pass and shared by every layer. Masked-out columns carry exactly zero
-weight either way, so only the summation order differs (float rounding).
+their own segment's, under the segment's tree mask, built once per pass and shared by every
+layer. Segments of similar length go into one call per layer as a batch (padded by at most a
+fifth), not one call per segment. Masked-out columns carry exactly zero weight either way, so
+only the summation order differs (float rounding).
 
 Used only for models whose attention is plain softmax(Q K^T * scale + mask) V through
 transformers' AttentionInterface (`PackedScorer` checks; see `supports_segment_attention`):
@@ -24,12 +25,65 @@ NAME = "iteralign_segments"  # the name registered with transformers' attention 
 
 
 @dataclass
+class _Bucket:
+    """Segments of similar length, padded to `width`, attended in one call per layer."""
+    rows: object  # LongTensor [segments, width]: each slot's row in the pass
+    cols: object  # LongTensor [segments, width]: each slot's column (padding repeats a real one)
+    mask: object  # BoolTensor [segments, 1, groups * width, prefix + width]: True = attend
+    real: object  # LongTensor: flat indices of the slots that are real tokens
+    targets: object  # LongTensor: their flat positions (row * pass width + column) in the output
+
+
+@dataclass
 class SegmentLayout:
-    """Where the segments of one pass sit: (row, start, end) in the pass's columns, and each
-    segment's mask over [prefix columns | its own columns] (bool, True = attend)."""
+    """Where the segments of one pass sit, in buckets of similar length (built once per pass,
+    shared by every layer)."""
     prefix: int
-    spans: list[tuple[int, int, int]]
-    masks: list  # torch.BoolTensor [1, 1, end - start, prefix + end - start] per span
+    buckets: list[_Bucket]
+
+    @classmethod
+    def build(cls, prefix: int, spans: list[tuple[int, int, int]], masks: list, width: int, groups: int,
+              slack: float = 0.8, device=None) -> SegmentLayout:
+        """spans: (row, start, end) of each segment in a pass `width` columns wide; masks: each
+        segment's bool mask over its own columns [n, n]; groups: query heads per key/value head;
+        device: where the model runs.
+        A bucket takes segments longest first while each is at least `slack` of its longest, so
+        padding stays under a fifth of a bucket."""
+        order = sorted(range(len(spans)), key=lambda k: -(spans[k][2] - spans[k][1]))
+        buckets, start = [], 0
+        while start < len(order):
+            longest = spans[order[start]][2] - spans[order[start]][1]
+            stop = start + 1
+            while stop < len(order) and spans[order[stop]][2] - spans[order[stop]][1] >= slack * longest:
+                stop += 1
+            buckets.append(_bucket([spans[k] for k in order[start:stop]], [masks[k] for k in order[start:stop]],
+                                   longest, prefix, width, groups, device))
+            start = stop
+        return cls(prefix, buckets)
+
+
+def _bucket(spans, masks, length: int, prefix: int, width: int, groups: int, device) -> _Bucket:
+    import torch
+
+    count = len(spans)
+    rows = torch.empty((count, length), dtype=torch.long)
+    cols = torch.empty((count, length), dtype=torch.long)
+    mask = torch.zeros((count, length, prefix + length), dtype=torch.bool)
+    mask[:, :, :prefix] = True
+    real, targets = [], []
+    for s, ((row, start, end), own) in enumerate(zip(spans, masks)):
+        n = end - start
+        rows[s] = row
+        cols[s, :n] = torch.arange(start, end)
+        cols[s, n:] = start  # padding reads a real token; no real query sees it
+        mask[s, :n, prefix:prefix + n] = own
+        mask[s, n:, prefix:prefix + length] = torch.eye(length, dtype=torch.bool)[n:]  # padding: itself, never NaN
+        real.extend(range(s * length, s * length + n))
+        targets.extend(range(row * width + start, row * width + end))
+    # query heads of one key/value head are stacked along the query axis (see the forward)
+    mask = mask.unsqueeze(1).repeat(1, 1, groups, 1)
+    return _Bucket(rows.to(device), cols.to(device), mask.to(device), torch.tensor(real, device=device),
+                   torch.tensor(targets, device=device))
 
 
 def register() -> None:
@@ -63,7 +117,12 @@ def segment_attention_forward(module, query, key, value, attention_mask, dropout
                               scaling: float | None = None, **kwargs):
     """AttentionInterface signature: query [B, H, Q, D], key/value [B, KV, prefix + Q, D] (the
     shared prefix first, from the cache); returns ([B, Q, H, D], None). Padding columns,
-    which no segment owns, get zeros: nothing reads them."""
+    which no segment owns, get zeros: nothing reads them.
+
+    One scaled-dot-product call per bucket: the bucket's segments gathered into a batch, each
+    over [the prefix's keys | its own keys]. Grouped-query heads need no copies of the keys:
+    the query heads sharing a key/value head are stacked along the query axis, so each
+    key/value head is read as it is (the bucket's mask is stacked to match)."""
     import torch
     from torch.nn.functional import scaled_dot_product_attention
 
@@ -72,20 +131,26 @@ def segment_attention_forward(module, query, key, value, attention_mask, dropout
         raise RuntimeError(f"attn_implementation={NAME!r} is only for the packed scorer (no segment_layout given)")
     if kwargs.get("softcap") is not None or kwargs.get("sliding_window") or getattr(module, "sinks", None) is not None:
         raise RuntimeError(f"{NAME}: this model's attention has soft-capping, a sliding window or sinks")
-    groups = getattr(module, "num_key_value_groups", 1)
     batch, heads, length, dim = query.shape
-    out = query.new_zeros((batch, length, heads, dim))
+    kv_heads = key.shape[1]
+    groups = heads // kv_heads
     p = layout.prefix
-    for (row, start, end), mask in zip(layout.spans, layout.masks):
-        q = query[row:row + 1, :, start:end]
-        k = key[row:row + 1, :, p + start:p + end]
-        v = value[row:row + 1, :, p + start:p + end]
+    out = query.new_zeros((batch * length, heads, dim))
+    by_token_q = query.transpose(1, 2)  # [B, Q, H, D] views
+    by_token_k, by_token_v = key.transpose(1, 2), value.transpose(1, 2)
+    for bucket in layout.buckets:
+        count, width = bucket.rows.shape
+        q = by_token_q[bucket.rows, bucket.cols]  # [S, W, H, D]
+        k = by_token_k[bucket.rows, bucket.cols + p]  # [S, W, KV, D]
+        v = by_token_v[bucket.rows, bucket.cols + p]
         if p:
-            k = torch.cat([key[row:row + 1, :, :p], k], dim=2)
-            v = torch.cat([value[row:row + 1, :, :p], v], dim=2)
-        if groups > 1:  # expand the key/value heads for the query heads (as transformers' repeat_kv)
-            k = k.repeat_interleave(groups, dim=1)
-            v = v.repeat_interleave(groups, dim=1)
-        o = scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scaling)
-        out[row, start:end] = o[0].transpose(0, 1)
-    return out, None
+            k = torch.cat([by_token_k[0, :p].expand(count, p, kv_heads, dim), k], dim=1)
+            v = torch.cat([by_token_v[0, :p].expand(count, p, kv_heads, dim), v], dim=1)
+        # [S, W, KV * G, D] -> [S, KV, G * W, D]: the G query heads of a key/value head in a column
+        q = q.view(count, width, kv_heads, groups, dim).permute(0, 2, 3, 1, 4).reshape(count, kv_heads,
+                                                                                       groups * width, dim)
+        o = scaled_dot_product_attention(q, k.transpose(1, 2), v.transpose(1, 2), attn_mask=bucket.mask,
+                                         scale=scaling)
+        o = o.view(count, kv_heads, groups, width, dim).permute(0, 3, 1, 2, 4).reshape(count * width, heads, dim)
+        out[bucket.targets] = o[bucket.real]
+    return out.view(batch, length, heads, dim), None
