@@ -154,12 +154,13 @@ def test_segment_attention_is_only_used_where_it_computes_what_the_model_does():
     from iteralign.backends.segment_attention import segment_attention_forward, supports_segment_attention
 
     class Model:
-        def __init__(self, sinks=None, **config):
+        def __init__(self, sinks=None, layer_idx=0, **config):
             self.config = SimpleNamespace(**config)
             self.sinks = sinks
+            self.layer = SimpleNamespace(self_attn=SimpleNamespace(layer_idx=layer_idx))
 
         def modules(self):
-            return [self]
+            return [self, self.layer, self.layer.self_attn]
 
         def _can_set_attn_implementation(self):
             return True
@@ -169,27 +170,33 @@ def test_segment_attention_is_only_used_where_it_computes_what_the_model_does():
     assert not supports_segment_attention(Model(layer_types=["full_attention", "sliding_attention"]))
     assert not supports_segment_attention(Model(attn_logit_softcapping=50.0))
     assert not supports_segment_attention(Model(sinks=object()))
+    assert not supports_segment_attention(Model(layer_idx=None))  # no way to find its layer's prefix
     with pytest.raises(RuntimeError, match="only for the packed scorer"):
         segment_attention_forward(None, None, None, None, None)
 
 
 def test_bucketed_segment_attention_equals_one_tree_mask_over_the_row():
-    """Random segments (tries of random shape) in two rows after a shared prefix, grouped-query
-    heads: the bucketed kernel gives what one mask over each whole row gives, at every real
-    token; padding columns come out zero."""
+    """Random segments (tries of random shape, some longer than two query chunks) in two rows
+    after a shared prefix, grouped-query heads: the bucketed kernel gives what one mask over
+    each whole row gives, at every real token; padding columns come out zero."""
+    from types import SimpleNamespace
+
     import torch
     from torch.nn.functional import scaled_dot_product_attention
 
-    from iteralign.backends.segment_attention import SegmentLayout, segment_attention_forward
+    from iteralign.backends.segment_attention import QUERY_CHUNK, SegmentLayout, segment_attention_forward
 
     rng = random.Random(1)
-    prefix, width, kv_heads, groups, dim = 5, 64, 2, 3, 8
+    prefix, width, kv_heads, groups, dim = 5, 2 * QUERY_CHUNK + 160, 2, 3, 8
     rows = []
-    for _ in range(2):
+    for r in range(2):
         row, used = [], 0
         while True:
-            ctx = [1] * rng.randint(1, 6)
-            conts = [[rng.randint(2, 4) for _ in range(rng.randint(1, 5))] for _ in range(rng.randint(1, 4))]
+            if r == 0 and not row:  # one segment longer than two query chunks
+                ctx, conts = [1] * 150, [[rng.randint(2, 4) for _ in range(60)] for _ in range(3)]
+            else:
+                ctx = [1] * rng.randint(1, 6)
+                conts = [[rng.randint(2, 4) for _ in range(rng.randint(1, 5))] for _ in range(rng.randint(1, 4))]
             segment = make_segment(0, [0] * prefix + ctx, conts, prefix_len=prefix)
             if used + len(segment.tokens) > width - 3:  # leave padding at the row's end
                 break
@@ -207,16 +214,19 @@ def test_bucketed_segment_attention_equals_one_tree_mask_over_the_row():
             masks.append(ancestor_mask(segment.parent))
             row_mask[r, offset:offset + n, prefix + offset:prefix + offset + n] = masks[-1]
             offset += n
-    layout = SegmentLayout.build(prefix, spans, masks, width, groups)
-    assert len(layout.buckets) > 1 and any(b.rows.shape[0] > 1 for b in layout.buckets)
+    assert max(end - start for _, start, end in spans) > 2 * QUERY_CHUNK  # the chunked path runs
     torch.manual_seed(0)
     query = torch.randn(2, kv_heads * groups, width, dim)
-    key, value = torch.randn(2, kv_heads, prefix + width, dim), torch.randn(2, kv_heads, prefix + width, dim)
-    key[1, :, :prefix], value[1, :, :prefix] = key[0, :, :prefix], value[0, :, :prefix]  # one shared prefix
-    out, _ = segment_attention_forward(None, query, key, value, None, scaling=0.3, segment_layout=layout)
-    reference = scaled_dot_product_attention(query, key.repeat_interleave(groups, dim=1),
-                                             value.repeat_interleave(groups, dim=1),
-                                             attn_mask=row_mask.unsqueeze(1), scale=0.3).transpose(1, 2)
+    key, value = torch.randn(2, kv_heads, width, dim), torch.randn(2, kv_heads, width, dim)
+    prefix_kv = [(torch.randn(1, kv_heads, prefix, dim), torch.randn(1, kv_heads, prefix, dim)) for _ in range(3)]
+    layout = SegmentLayout.build(prefix_kv, spans, masks, width)
+    assert len(layout.buckets) > 1 and any(b.rows.shape[0] > 1 for b in layout.buckets)
+    out, _ = segment_attention_forward(SimpleNamespace(layer_idx=2), query, key, value, None, scaling=0.3,
+                                       segment_layout=layout)
+    whole_k = torch.cat([prefix_kv[2][0].expand(2, -1, -1, -1), key], dim=2).repeat_interleave(groups, dim=1)
+    whole_v = torch.cat([prefix_kv[2][1].expand(2, -1, -1, -1), value], dim=2).repeat_interleave(groups, dim=1)
+    reference = scaled_dot_product_attention(query, whole_k, whole_v, attn_mask=row_mask.unsqueeze(1),
+                                             scale=0.3).transpose(1, 2)
     real = torch.zeros((2, width), dtype=torch.bool)
     for r, start, end in spans:
         real[r, start:end] = True

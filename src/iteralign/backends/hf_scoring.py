@@ -78,9 +78,6 @@ class PackedScorer:
         self.segment_attention = self._head_only and supports_segment_attention(model)
         if self.segment_attention:
             register_segment_attention()
-        text = config.get_text_config() if hasattr(config, "get_text_config") else config
-        heads = getattr(text, "num_attention_heads", 1)
-        self._query_groups = heads // (getattr(text, "num_key_value_heads", None) or heads)
         self.linears: OneDNNLinears | None = None  # float32 CPU linears through oneDNN where faster
         self.prefix_cache: tuple[list[int], list] | None = None  # (tokens, per-layer (keys, values))
         self.last_plan: dict[str, int] = {}  # positions run, padding, passes of the last call (profiling)
@@ -135,16 +132,15 @@ class PackedScorer:
                     pick_owner.append((segment.item, j))
                 offset += n
         kwargs = {"input_ids": ids.to(self.device), "position_ids": positions.to(self.device)}
-        if self.segment_attention:
-            kwargs["segment_layout"] = self._layout(batch, width, prefix_len if prefix_kv else 0)
+        kwargs["use_cache"] = False
+        if self.segment_attention:  # the prefix's keys and values reach each layer through the layout
+            kwargs["segment_layout"] = self._layout(batch, width, prefix_kv)
         else:
             kwargs["attention_mask"] = self._row_mask(batch, width, prefix_len if prefix_kv else 0).to(self.device)
-        if prefix_kv:
-            kwargs["past_key_values"] = self._cache([(k.expand(n_rows, -1, -1, -1), v.expand(n_rows, -1, -1, -1))
-                                                     for k, v in prefix_kv])
-            kwargs["use_cache"] = True
-        else:
-            kwargs["use_cache"] = False
+            if prefix_kv:
+                kwargs["past_key_values"] = self._cache([(k.expand(n_rows, -1, -1, -1), v.expand(n_rows, -1, -1, -1))
+                                                         for k, v in prefix_kv])
+                kwargs["use_cache"] = True
         rows_t = torch.tensor([r for r, _ in scored_at], device=self.device)
         cols_t = torch.tensor([c for _, c in scored_at], device=self.device)
         slots = torch.tensor(pick_slot, device=self.device)
@@ -199,7 +195,7 @@ class PackedScorer:
             mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
         return mask
 
-    def _layout(self, batch: list[list[_Segment]], width: int, prefix_len: int) -> SegmentLayout:
+    def _layout(self, batch: list[list[_Segment]], width: int, prefix_kv: list) -> SegmentLayout:
         """Each segment's span in the pass and its own mask, built once for all layers."""
         spans, masks = [], []
         for r, row in enumerate(batch):
@@ -208,7 +204,7 @@ class PackedScorer:
                 spans.append((r, offset, offset + len(segment.tokens)))
                 masks.append(ancestor_mask(segment.parent))
                 offset += len(segment.tokens)
-        return SegmentLayout.build(prefix_len, spans, masks, width, self._query_groups, device=self.device)
+        return SegmentLayout.build(prefix_kv, spans, masks, width, device=self.device)
 
     @contextmanager
     def _attention(self):
