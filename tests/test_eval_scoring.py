@@ -88,8 +88,9 @@ def test_packed_rows_and_passes_and_the_full_logits_path_give_the_same_numbers(h
 @pytest.mark.slow
 def test_segment_attention_equals_one_mask_over_the_row_and_restores_the_model(hf_backend, data_dir):
     """Segment attention (each segment reads only the prefix and its own columns) against one
-    tree mask over the whole row: small rows put several segments and padding in each row, and
-    HHH's long two-answer segments ride along. Afterwards the model attends as before."""
+    tree mask over the whole row: small passes (and, for the row mask, rows of 256 with padding)
+    put several segments in each row, and HHH's long two-answer segments ride along. Afterwards
+    the model attends as before."""
     from iteralign.evaluate.hhh import load_hhh, mc_context
 
     items = truthfulqa_items(data_dir, 6) + [(mc_context(ex), [" " + c for c in ex.candidates])
@@ -100,9 +101,11 @@ def test_segment_attention_equals_one_mask_over_the_row_and_restores_the_model(h
     try:
         scorer.row_tokens, scorer.tokens_per_pass = 256, 1024
         by_segments = hf_backend.loglikelihood_choices(items)
-        assert scorer.last_plan["padding"] > 0 and scorer.last_plan["passes"] > 1
+        # segment attention runs each pass as one row of segments end to end: no padding
+        assert scorer.last_plan["padding"] == 0 and scorer.last_plan["passes"] > 1
         scorer.segment_attention = False
         by_row_mask = hf_backend.loglikelihood_choices(items)
+        assert scorer.last_plan["padding"] > 0  # rows of 256 leave holes
     finally:
         scorer.row_tokens, scorer.tokens_per_pass = saved
         scorer.segment_attention = True

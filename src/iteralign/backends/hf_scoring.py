@@ -14,8 +14,9 @@ Layout (the minimum work a transformer can do for multiple-choice scoring):
   see exactly its ancestors: the prefix, the context before it, and the tokens of its own
   path, never a sibling branch. Position ids count along the path, so each continuation sees
   exactly the sequence it would see alone;
-- segments are packed first-fit into rows of about `row_tokens`, rows into passes of about
-  `tokens_per_pass` (padding is only the tail of a row);
+- segments are packed first-fit into passes of about `tokens_per_pass`: under segment
+  attention each pass is one row of segments end to end, with no padding; under a whole-row
+  mask, rows of about `row_tokens` (padding is only the tail of a row);
 - the language-model head runs only on the positions whose next token is scored (not on
   context positions), once per position however many continuations it predicts for (the
   context's last token predicts every first token), and the softmax over the vocabulary in
@@ -106,7 +107,9 @@ class PackedScorer:
     def plan(self, live: list[tuple[int, list[int], list[list[int]]]], prefix_len: int):
         """[(rows of segments, width)] for the items (index, context tokens, continuations)."""
         segments = [make_segment(i, ctx, conts, prefix_len) for i, ctx, conts in live]
-        rows = pack_rows(segments, self.row_tokens)
+        # segment attention never looks across a segment's edges, so a pass can be one row of
+        # segments end to end (no padding at all); a whole-row mask wants shorter rows
+        rows = pack_rows(segments, self.tokens_per_pass if self.segment_attention else self.row_tokens)
         return [(batch, max(row_length(row) for row in batch)) for batch in group_passes(rows, self.tokens_per_pass)]
 
     # -- one forward pass ------------------------------------------------------------------------
