@@ -18,6 +18,7 @@ import math
 import pytest
 
 from iteralign.backends.hf import split_continuation
+from iteralign.backends.onednn_linear import available as onednn_available
 from iteralign.evaluate.hhh import ab_prompt
 from iteralign.evaluate.truthfulqa import load_truthfulqa_mc, qa_context
 
@@ -69,7 +70,8 @@ def test_fast_path_equals_plain_path_on_truthfulqa(hf_backend, data_dir):
 def test_packed_rows_and_passes_and_the_full_logits_path_give_the_same_numbers(hf_backend, data_dir):
     """Small rows and passes: many segments per row, many rows and passes (the tree mask keeps
     every continuation from seeing its siblings and its row neighbours); then the path for
-    models whose logits are not lm_head(hidden) alone."""
+    models whose logits are not lm_head(hidden) alone; then the linear kernel the timing did
+    not pick (backends/onednn_linear.py)."""
     items = truthfulqa_items(data_dir, 6)
     plain = plain_scores(hf_backend, items)
     scorer = hf_backend.scorer
@@ -81,6 +83,12 @@ def test_packed_rows_and_passes_and_the_full_logits_path_give_the_same_numbers(h
         assert max_difference(packed, plain) < 1e-3
         scorer._head_only = False
         assert max_difference(hf_backend.loglikelihood_choices(items), plain) < 1e-3
+        scorer._head_only = True
+        # the other linear kernel than the one the timing picked here (oneDNN or MKL)
+        if onednn_available():
+            scorer.linears.enabled = not scorer.linears.enabled
+            assert max_difference(hf_backend.loglikelihood_choices(items), plain) < 1e-3
+            scorer.linears.enabled = not scorer.linears.enabled
     finally:
         scorer.row_tokens, scorer.tokens_per_pass, scorer._head_only = saved
 

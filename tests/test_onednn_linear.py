@@ -74,4 +74,22 @@ def test_the_choice_is_timed_once_per_layer_shape_without_the_head(monkeypatch):
     monkeypatch.setattr(onednn_linear, "_DECISIONS", {})
     OneDNNLinears(Tiny())
     OneDNNLinears(Tiny())
-    assert list(onednn_linear._DECISIONS) == [(64, 256)]  # the widest linear but the head, timed once
+    assert list(onednn_linear._DECISIONS) == [(64, 256, True)]  # the widest linear but the head, timed once
+
+
+@pytest.mark.skipif(not onednn_linear.available(), reason="this torch has no oneDNN")
+def test_a_model_too_large_to_copy_keeps_its_weights_as_they_are(monkeypatch):
+    monkeypatch.setenv("ITERALIGN_ONEDNN_LINEAR", "1")
+    model = Tiny().eval()
+    assert onednn_linear.fits_twice(plain_linears(model))
+    assert not onednn_linear.fits_twice(plain_linears(model), share=1e-12)
+    monkeypatch.setattr(onednn_linear, "fits_twice", lambda linears: False)
+    switch = OneDNNLinears(model)
+    x = torch.randn(5, 64)
+    with torch.inference_mode():
+        reference = model(x)
+        with switch.active():
+            assert torch.allclose(model(x), reference, atol=1e-4, rtol=1e-4)
+    # no second copy: the weights oneDNN reads are the layers' own storage
+    assert not switch.pack
+    assert all(switch._packed[id(m)].data_ptr() == m.weight.data_ptr() for m in plain_linears(model))

@@ -28,19 +28,21 @@ def _quiet_libraries() -> None:
     # deprecation notices about the libraries' own defaults are not the user's to act on
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # through the environment, read when each library is first imported: importing them here
+    # only to switch them off cost 1.3 s of every command's start (datasets alone 0.7 s), and
+    # `iteralign eval` never imports datasets at all
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' bars read this too
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     for name in ("transformers", "datasets", "httpx", "openai", "peft", "trl", "accelerate"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    try:
-        import datasets
-        import transformers
-
+    if "transformers" in sys.modules:  # imported before us (e.g. by a test): switch it off directly
+        transformers = sys.modules["transformers"]
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
-        datasets.disable_progress_bars()
-    except ImportError:
-        pass
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
 
 
 def _setup_output(verbose: bool) -> None:
