@@ -58,7 +58,7 @@ def minimal_work(backend: HFBackend, pairs) -> dict[str, int]:
     # positions whose logits are scored: each context's last, each answer token but the last
     return {"positions": context + answers, "with_logits": len(packed) + answers,
             "tree_positions": context + tree_answers,
-            "tree_with_logits": sum(len({at for at, _, _ in t.picks}) for t in trees)}
+            "tree_with_logits": sum(t.head_positions for t in trees)}
 
 
 def our_work(backend: HFBackend, pairs) -> dict[str, int]:

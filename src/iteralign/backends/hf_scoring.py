@@ -60,6 +60,11 @@ class _Segment:
     position: list[int]  # position id of each token (prefix length counted)
     picks: list[tuple[int, int, int]]  # (offset of the predicting token, continuation j, target token)
 
+    @property
+    def head_positions(self) -> int:
+        """Positions the LM head runs on: one per distinct predicting token."""
+        return len({at for at, _, _ in self.picks})
+
 
 class PackedScorer:
     def __init__(self, model, pad_token_id: int, *, row_tokens: int = 512, tokens_per_pass: int = 4096,
@@ -348,7 +353,7 @@ def plan_counts(passes, prefix_len: int) -> dict[str, int]:
     positions = sum(width * len(batch) for batch, width in passes)
     return {"prefix": prefix_len, "positions": positions, "padding": positions - real, "passes": len(passes),
             "scored": sum(len(s.picks) for s in segments),
-            "head": sum(len({at for at, _, _ in s.picks}) for s in segments)}
+            "head": sum(s.head_positions for s in segments)}
 
 
 def common_length(a: list[int], b: list[int], limit: int) -> int:

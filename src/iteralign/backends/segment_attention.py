@@ -39,9 +39,13 @@ class SegmentLayout:
     """Where the segments of one pass sit, in buckets of similar length, and the shared prefix's
     keys and values (the model runs without a cache: each layer's attention reads the prefix
     from here by its layer index). Built once per pass, shared by every layer."""
-    prefix: int
     buckets: list[_Bucket]
     prefix_kv: list  # per layer (keys, values) of the shared prefix, [1, KV, prefix, D]
+
+    @property
+    def prefix(self) -> int:
+        """The shared prefix's length (0 without one)."""
+        return self.prefix_kv[0][0].shape[-2] if self.prefix_kv else 0
 
     @classmethod
     def build(cls, prefix_kv: list, spans: list[tuple[int, int, int]], masks: list, width: int,
@@ -64,7 +68,7 @@ class SegmentLayout:
             buckets.append(_bucket([spans[k] for k in order[start:stop]], [masks[k] for k in order[start:stop]],
                                    longest, prefix, width, device))
             start = stop
-        return cls(prefix, buckets, prefix_kv)
+        return cls(buckets, prefix_kv)
 
 
 def _bucket(spans, masks, length: int, prefix: int, width: int, device) -> _Bucket:
